@@ -1,0 +1,168 @@
+"""Geometry as small pure functions ``Image → Image`` that keep the input's header.
+
+Resampling is driven by world coordinates: a target grid is ``(shape, affine)`` and every output
+voxel takes the value at its world position in the source. It runs through torch ``grid_sample``
+in slabs along the last axis, so probability maps of large grids never need one big buffer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import nibabel as nib
+import numpy as np
+
+from synthseg.io.image import Image
+
+ORDERS = {0: "nearest", 1: "bilinear", 3: "bicubic"}
+
+
+def voxel_sizes(affine: np.ndarray) -> np.ndarray:
+    return np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
+
+
+def reorient(image: Image, axcodes: Sequence[str] = ("R", "A", "S")) -> Image:
+    """Permute/flip voxel axes (no interpolation) so they point along ``axcodes``; same world."""
+    current = nib.orientations.io_orientation(image.affine)
+    target = nib.orientations.axcodes2ornt(tuple(axcodes))
+    transform = nib.orientations.ornt_transform(current, target)
+    data = nib.orientations.apply_orientation(image.data, transform)
+    affine = image.affine @ nib.orientations.inv_ornt_aff(transform, image.data.shape)
+    return image.with_data(np.ascontiguousarray(data), affine)
+
+
+def to_canonical(image: Image) -> Image:
+    """Closest RAS+ voxel order (the working orientation of the whole pipeline)."""
+    return reorient(image, ("R", "A", "S"))
+
+
+def grid_for_spacing(shape: Sequence[int], affine: np.ndarray, spacing: float | Sequence[float]
+                     ) -> tuple[tuple[int, ...], np.ndarray]:
+    """A grid with the same axes and field-of-view centre at a new voxel size."""
+    old = voxel_sizes(affine)
+    new = np.broadcast_to(np.asarray(spacing, dtype=float), (3,))
+    new_shape = tuple(int(max(1, np.ceil(n * o / s - 1e-6))) for n, o, s in zip(shape, old, new))
+    new_affine = np.array(affine, dtype=float)
+    new_affine[:3, :3] = affine[:3, :3] / old * new
+    centre_old = affine @ np.append((np.asarray(shape) - 1) / 2, 1)
+    centre_new = new_affine @ np.append((np.asarray(new_shape) - 1) / 2, 1)
+    new_affine[:3, 3] += (centre_old - centre_new)[:3]
+    return new_shape, new_affine
+
+
+def resample_to_spacing(image: Image, spacing: float | Sequence[float], order: int = 1) -> Image:
+    """Resample to a voxel size: order 1 (linear) or 3 (cubic) for images, 0 for label maps."""
+    shape, affine = grid_for_spacing(image.shape, image.affine, spacing)
+    data = resample_to_grid(image.data, image.affine, shape, affine, order=order)
+    return image.with_data(data, affine)
+
+
+def resample_to_grid(data: np.ndarray, affine: np.ndarray, shape: Sequence[int], target_affine: np.ndarray,
+                     order: int = 1, fill: float = 0.0, reduce: str | None = None,
+                     dtype: np.dtype | None = None, slab_voxels: int = 4_000_000) -> np.ndarray:
+    """Values of ``data`` (3D, or channels-first 4D) at the world positions of a target grid.
+
+    ``reduce="argmax"`` turns channels-first probability maps into a label map slab by slab, so a
+    17-class 256³ result is never held as floats. ``order`` 0/1/3 = nearest/linear/cubic.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {sorted(ORDERS)}, got {order}")
+    source = np.asarray(data)
+    channels_first = source.ndim == 4
+    volume = torch.from_numpy(np.ascontiguousarray(source if channels_first else source[None]))
+    if volume.dtype not in (torch.float32, torch.float64):
+        volume = volume.float()
+    volume = volume.float()[None]  # (1, C, I, J, K)
+    shape = tuple(int(n) for n in shape)
+    vox_to_src = np.linalg.inv(np.asarray(affine, float)) @ np.asarray(target_affine, float)
+    size = np.asarray(source.shape[-3:], float)
+    # normalised coordinates (align_corners=True): -1 .. 1 spans voxel 0 .. n-1
+    to_norm = np.diag(np.append(2.0 / np.maximum(size - 1, 1), 1.0))
+    to_norm[:3, 3] = -1.0
+    for axis in np.flatnonzero(size == 1):  # a single slice sits at normalised 0
+        to_norm[axis, axis] = to_norm[axis, 3] = 0.0
+    matrix = torch.from_numpy(to_norm @ vox_to_src).float()
+    out_channels = volume.shape[1]
+    out_dtype = dtype or (np.uint8 if reduce == "argmax" else np.float32)
+    result = np.empty(shape if (reduce or not channels_first) else (out_channels, *shape), dtype=out_dtype)
+    slab = max(1, slab_voxels // max(1, shape[0] * shape[1] * max(1, out_channels // 4)))
+    ii, jj = torch.meshgrid(torch.arange(shape[0], dtype=torch.float32),
+                            torch.arange(shape[1], dtype=torch.float32), indexing="ij")
+    mode = ORDERS[order]
+    for start in range(0, shape[2], slab):
+        stop = min(shape[2], start + slab)
+        kk = torch.arange(start, stop, dtype=torch.float32)
+        idx = torch.stack([ii[..., None].expand(-1, -1, stop - start), jj[..., None].expand(-1, -1, stop - start),
+                           kk.expand(shape[0], shape[1], -1), torch.ones(shape[0], shape[1], stop - start)], -1)
+        norm = idx @ matrix.T  # (I, J, k, 4): normalised source (i, j, k)
+        grid = norm[..., [2, 1, 0]][None]  # grid_sample wants (x=k, y=j, z=i) for input (D=i, H=j, W=k)
+        if mode == "bicubic":
+            out = _cubic(volume, norm[..., :3], fill)
+        else:
+            out = F.grid_sample(volume - fill, grid, mode=mode, padding_mode="zeros", align_corners=True) + fill
+        out = out[0]
+        if reduce == "argmax":
+            result[..., start:stop] = out.argmax(0).numpy().astype(out_dtype)
+        elif channels_first:
+            result[..., start:stop] = out.numpy().astype(out_dtype, copy=False)
+        else:
+            result[..., start:stop] = out[0].numpy().astype(out_dtype, copy=False)
+    return result
+
+
+def _cubic(volume, norm, fill: float):
+    """Cubic-spline interpolation (SciPy) at normalised coordinates; used for images only."""
+    import torch
+    from scipy import ndimage
+
+    size = torch.tensor(volume.shape[-3:], dtype=torch.float32)
+    coords = ((norm + 1) / 2 * (size - 1)).permute(3, 0, 1, 2).numpy()
+    channels = [ndimage.map_coordinates(c.numpy(), coords, order=3, mode="constant", cval=fill, prefilter=True)
+                for c in volume[0]]
+    return torch.from_numpy(np.stack(channels))[None]
+
+
+@dataclass(frozen=True)
+class BoundingBox:
+    """A box of voxels ``[start, stop)`` per axis in a grid of ``shape``."""
+
+    start: tuple[int, int, int]
+    stop: tuple[int, int, int]
+    shape: tuple[int, int, int]
+
+    @property
+    def slices(self) -> tuple[slice, slice, slice]:
+        return tuple(slice(a, b) for a, b in zip(self.start, self.stop))
+
+    @classmethod
+    def around(cls, mask: np.ndarray, margin: int | Sequence[int] = 0) -> "BoundingBox":
+        shape = tuple(int(n) for n in mask.shape)
+        if not mask.any():
+            return cls((0, 0, 0), shape, shape)
+        margin = np.broadcast_to(np.asarray(margin, int), (3,))
+        start, stop = [], []
+        for axis in range(3):
+            other = tuple(a for a in range(3) if a != axis)
+            hits = np.flatnonzero(mask.any(axis=other))
+            start.append(int(max(0, hits[0] - margin[axis])))
+            stop.append(int(min(shape[axis], hits[-1] + 1 + margin[axis])))
+        return cls(tuple(start), tuple(stop), shape)
+
+
+def crop_to_mask(image: Image, mask: np.ndarray, margin: int | Sequence[int] = 0) -> tuple[Image, BoundingBox]:
+    """Crop to the box around ``mask`` (plus margin); the affine moves so world positions stay."""
+    box = BoundingBox.around(mask, margin)
+    affine = image.affine.copy()
+    affine[:3, 3] = (image.affine @ np.append(box.start, 1))[:3]
+    return image.with_data(np.ascontiguousarray(image.data[box.slices]), affine), box
+
+
+def pad_to_shape(data: np.ndarray, box: BoundingBox, fill: float = 0) -> np.ndarray:
+    """Put an array computed inside ``box`` back into the full grid (leading channels allowed)."""
+    full = np.full(data.shape[:-3] + box.shape, fill, dtype=data.dtype)
+    full[(...,) + box.slices] = data
+    return full

@@ -1,0 +1,237 @@
+"""One in-memory image type, the readers that fill it, validation, and atomic writing.
+
+Formats: NIfTI (``.nii``, ``.nii.gz``), FreeSurfer ``.mgz``/``.mgh`` (nibabel) and a DICOM series
+given as a folder (SimpleITK). Every problem is a :class:`SynthSegError` naming the file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import tempfile
+import zlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from synthseg.errors import SynthSegError
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mgz", ".mgh")
+MAX_VOXEL_SIZE_MM = 20.0
+
+
+@dataclass(frozen=True)
+class Image:
+    """A 3D array in a world frame: ``world = affine @ [i, j, k, 1]`` (RAS+, mm).
+
+    ``header`` is the original NIfTI header when there is one, so outputs keep its codes.
+    """
+
+    data: np.ndarray
+    affine: np.ndarray
+    header: Any = None
+    path: Path | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def spacing(self) -> np.ndarray:
+        return np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0))
+
+    def with_data(self, data: np.ndarray, affine: np.ndarray | None = None) -> "Image":
+        """Same header and provenance, new voxels (and optionally a new grid)."""
+        return replace(self, data=data, affine=self.affine if affine is None else np.asarray(affine, float))
+
+    def to_nifti(self, dtype: Any = None) -> nib.Nifti1Image:
+        data = self.data if dtype is None else self.data.astype(dtype, copy=False)
+        if isinstance(self.header, nib.Nifti1Header):
+            header = self.header.copy()
+            qcode, scode = int(header["qform_code"]), int(header["sform_code"])
+            out = nib.Nifti1Image(data, self.affine, header)
+            out.set_qform(self.affine, code=qcode or 1)
+            out.set_sform(self.affine, code=scode or 1)
+        else:
+            out = nib.Nifti1Image(data, self.affine)
+            out.set_qform(self.affine, code=1)
+            out.set_sform(self.affine, code=1)
+        out.set_data_dtype(data.dtype)
+        out.header["scl_slope"], out.header["scl_inter"] = np.nan, np.nan
+        return out
+
+
+def is_image_path(path: Path) -> bool:
+    name = path.name.lower()
+    return path.is_file() and name.endswith(IMAGE_SUFFIXES)
+
+
+def _is_dicom_folder(path: Path) -> bool:
+    return path.is_dir() and any(p.suffix.lower() == ".dcm" or _has_dicom_magic(p) for p in path.iterdir()
+                                 if p.is_file())
+
+
+def _has_dicom_magic(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def load_image(path: str | Path, *, validate: bool = True, labels: bool = False) -> Image:
+    """Read a 3D image (or a 4D file with one frame) and check it is usable.
+
+    ``labels=True`` skips checks that make no sense for label maps (constant value is allowed).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SynthSegError("no such file or folder", path)
+    if path.is_dir():
+        if not _is_dicom_folder(path):
+            raise SynthSegError("folder holds no DICOM series", path)
+        image = _load_dicom(path)
+    else:
+        if not os.access(path, os.R_OK):
+            raise SynthSegError("file is not readable (permission denied)", path)
+        if path.stat().st_size == 0:
+            raise SynthSegError("file is empty (0 bytes)", path)
+        if not path.name.lower().endswith(IMAGE_SUFFIXES):
+            raise SynthSegError(f"unsupported format; expected one of {', '.join(IMAGE_SUFFIXES)} "
+                                "or a DICOM folder", path)
+        image = _load_nibabel(path)
+    if validate:
+        validate_image(image, labels=labels)
+    return image
+
+
+def _load_nibabel(path: Path) -> Image:
+    try:
+        img = nib.load(str(path))
+        header = img.header
+        shape = tuple(int(n) for n in img.shape)
+    except Exception as error:  # nibabel raises many types for garbage files
+        raise SynthSegError(f"not a readable image ({_short(error)})", path) from None
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) != 3:
+        what = f"{len(shape)}D" + (f" with {shape[3]} frames" if len(shape) == 4 else "")
+        raise SynthSegError(f"image is {what} {shape}; a single 3D volume is required", path)
+    if np.prod(shape) == 0:
+        raise SynthSegError(f"image has zero voxels (shape {shape})", path)
+    dtype = img.get_data_dtype()
+    if dtype.fields is not None or dtype.kind not in "biuf":
+        raise SynthSegError(f"unsupported voxel type {dtype} (e.g. RGB); a scalar image is required", path)
+    try:
+        data = np.asanyarray(img.dataobj)
+    except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError) as error:
+        raise SynthSegError(f"file is truncated or corrupt ({_short(error)})", path) from None
+    data = np.asarray(data).reshape(shape)
+    return Image(data, np.asarray(img.affine, dtype=float), header=header if isinstance(
+        header, nib.Nifti1Header) else None, path=path)
+
+
+def _load_dicom(path: Path) -> Image:
+    import SimpleITK as sitk
+
+    try:
+        reader = sitk.ImageSeriesReader()
+        series = reader.GetGDCMSeriesIDs(str(path))
+        if not series:
+            raise SynthSegError("folder holds no DICOM series", path)
+        if len(series) > 1:
+            raise SynthSegError(f"folder holds {len(series)} DICOM series; give one series per folder", path)
+        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
+        itk = reader.Execute()
+    except RuntimeError as error:
+        raise SynthSegError(f"unreadable DICOM series ({_short(error)})", path) from None
+    if itk.GetNumberOfComponentsPerPixel() != 1:
+        raise SynthSegError("DICOM series is not a scalar image", path)
+    data = sitk.GetArrayFromImage(itk).transpose(2, 1, 0)  # ITK arrays are (k, j, i)
+    direction = np.array(itk.GetDirection()).reshape(3, 3)
+    affine = np.eye(4)
+    affine[:3, :3] = direction * np.array(itk.GetSpacing())
+    affine[:3, 3] = itk.GetOrigin()
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine  # ITK's LPS world → RAS
+    if data.ndim != 3:
+        raise SynthSegError(f"DICOM series is {data.ndim}D; a 3D volume is required", path)
+    return Image(data, affine, header=None, path=path)
+
+
+def validate_image(image: Image, *, labels: bool = False) -> None:
+    """Refuse what no segmentation can use: non-3D, empty, constant, NaN/Inf, broken geometry."""
+    source = image.path or "<array>"
+    data = image.data
+    if data.ndim != 3:
+        raise SynthSegError(f"image is {data.ndim}D {data.shape}; a single 3D volume is required", source)
+    if data.size == 0:
+        raise SynthSegError(f"image has zero voxels (shape {data.shape})", source)
+    if data.dtype.kind not in "biuf":
+        raise SynthSegError(f"unsupported voxel type {data.dtype}", source)
+    affine = np.asarray(image.affine, dtype=float)
+    if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
+        raise SynthSegError("affine is missing or not finite", source)
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-8:
+        raise SynthSegError("affine is singular (zero or collinear voxel axes)", source)
+    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    if np.any(spacing <= 0) or np.any(spacing > MAX_VOXEL_SIZE_MM):
+        text = "x".join(f"{s:g}" for s in spacing)
+        raise SynthSegError(f"absurd voxel size {text} mm (allowed: >0 and <= {MAX_VOXEL_SIZE_MM:g} mm)", source)
+    if data.dtype.kind == "f":
+        finite = np.isfinite(data)
+        if not finite.all():
+            raise SynthSegError(f"image has {int((~finite).sum())} NaN/Inf voxels", source)
+    if not labels and data.min() == data.max():
+        raise SynthSegError(f"all voxels have the same value ({data.flat[0]})", source)
+
+
+def save_image(image: Image, path: str | Path, *, dtype: Any = None,
+               protect: tuple[Path, ...] = ()) -> Path:
+    """Write ``image`` as NIfTI atomically: a temporary file in the target folder, then a rename.
+
+    Refuses to overwrite any path in ``protect`` (the inputs) and writes label maps as uint8
+    when asked with ``dtype=np.uint8``.
+    """
+    path = Path(path)
+    if not path.name.lower().endswith((".nii", ".nii.gz")):
+        raise SynthSegError("output must be a .nii or .nii.gz file", path)
+    for other in protect:
+        if other is not None and _same_file(path, Path(other)):
+            raise SynthSegError("output path is the input path; refusing to overwrite an input", path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = ".nii.gz" if path.name.lower().endswith(".gz") else ".nii"
+    nifti = image.to_nifti(dtype)
+    write_atomic(path, lambda tmp: nib.save(nifti, str(tmp)), suffix=suffix)
+    return path
+
+
+def write_atomic(path: Path, write, suffix: str = "") -> None:
+    """Call ``write(tmp_path)`` on a temporary sibling of ``path``, then rename it into place."""
+    try:
+        handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
+    except OSError as error:
+        raise SynthSegError(f"cannot write to the output folder ({error.strerror})", path) from None
+    os.close(handle)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _short(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text[:160]

@@ -1,0 +1,95 @@
+"""Acquisition: resolution (slice profile blur, down- and up-sampling), partial-volume pooling,
+k-space motion ghosting, noise and field-of-view cuts. Deterministic given their parameters.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def gaussian_kernel(sigma: float, device=None) -> torch.Tensor:
+    radius = max(1, int(math.ceil(3 * sigma)))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32, device=device)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+def blur(image: torch.Tensor, sigmas) -> torch.Tensor:
+    """Separable Gaussian blur of a ``(X, Y, Z)`` volume with per-axis sigmas (voxels), edge-replicated."""
+    out = image[None, None]
+    for axis, sigma in enumerate(sigmas):
+        if sigma < 0.1:
+            continue
+        k = gaussian_kernel(float(sigma), image.device)
+        shape = [1, 1, 1, 1, 1]
+        shape[2 + axis] = k.numel()
+        pad = [0] * 6
+        pad[2 * (2 - axis)] = pad[2 * (2 - axis) + 1] = k.numel() // 2
+        out = F.conv3d(F.pad(out, pad, mode="replicate"), k.view(shape))
+    return out[0, 0]
+
+
+def simulate_resolution(image: torch.Tensor, spacing: float, low_res) -> torch.Tensor:
+    """Blur with a slice profile (σ = 0.75 × ratio voxels, SynthSeg's choice), sample on the low-res
+    grid, and interpolate back to the working grid."""
+    ratios = [max(1.0, float(r) / spacing) for r in low_res]
+    if max(ratios) <= 1.01:
+        return image
+    sigmas = [0.75 * r if r > 1.01 else 0.0 for r in ratios]
+    shape = image.shape
+    low_shape = [max(2, int(round(n / r))) for n, r in zip(shape, ratios)]
+    low = F.interpolate(blur(image, sigmas)[None, None], size=low_shape, mode="trilinear", align_corners=True)
+    return F.interpolate(low, size=tuple(shape), mode="trilinear", align_corners=True)[0, 0]
+
+
+def pool_partial_volume(image: torch.Tensor) -> torch.Tensor:
+    """Average a grid rendered at twice the resolution (``2n - 1`` points) down to ``n`` points with the
+    [1, 2, 1]/4 triangle filter, whose centres coincide with the coarse voxel centres."""
+    k = torch.tensor([0.25, 0.5, 0.25], device=image.device)
+    out = image[None, None]
+    for axis in range(3):
+        shape = [1, 1, 1, 1, 1]
+        shape[2 + axis] = 3
+        stride = [1, 1, 1]
+        stride[axis] = 2
+        pad = [0] * 6
+        pad[2 * (2 - axis)] = pad[2 * (2 - axis) + 1] = 1
+        out = F.conv3d(F.pad(out, pad, mode="replicate"), k.view(shape), stride=tuple(stride))
+    return out[0, 0]
+
+
+def kspace_motion(image: torch.Tensor, axis: int, shot_edges: list[int], shifts_vox: torch.Tensor) -> torch.Tensor:
+    """Ghosting from rigid translations between shots: the k-space lines of shot ``s`` (along
+    ``axis``, in acquisition order ``shot_edges``) come from the image shifted by ``shifts_vox[s]``."""
+    spectrum = torch.fft.fftn(image)
+    freqs = [torch.fft.fftfreq(n, device=image.device) for n in image.shape]
+    out = torch.zeros_like(spectrum)
+    lines = torch.fft.fftshift(torch.arange(image.shape[axis], device=image.device))
+    for shot, (start, stop) in enumerate(zip(shot_edges[:-1], shot_edges[1:])):
+        phase = sum(freqs[a].view([-1 if d == a else 1 for d in range(3)]) * shifts_vox[shot, a] for a in range(3))
+        shifted = spectrum * torch.exp(-2j * math.pi * phase)
+        index = [slice(None)] * 3
+        index[axis] = lines[start:stop]
+        out[tuple(index)] = shifted[tuple(index)]
+    return torch.fft.ifftn(out).abs()
+
+
+def add_noise(image: torch.Tensor, sigma: float, rician: bool, noise_a: torch.Tensor,
+              noise_b: torch.Tensor) -> torch.Tensor:
+    """Gaussian noise, or Rician (magnitude of a complex signal with Gaussian noise on both parts)."""
+    if rician:
+        return torch.sqrt((image + sigma * noise_a) ** 2 + (sigma * noise_b) ** 2)
+    return image + sigma * noise_a
+
+
+def cut_field_of_view(shape, top_vox: int, bottom_vox: int, device=None) -> torch.Tensor:
+    """Mask of the voxels kept when the top and bottom (last axis = superior) are cut away."""
+    keep = torch.ones(shape, dtype=torch.bool, device=device)
+    if top_vox > 0:
+        keep[..., shape[2] - top_vox:] = False
+    if bottom_vox > 0:
+        keep[..., :bottom_vox] = False
+    return keep
