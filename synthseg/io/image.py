@@ -21,6 +21,9 @@ from synthseg.errors import SynthSegError
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mgz", ".mgh")
 MAX_VOXEL_SIZE_MM = 20.0
+# Inference holds about 13 bytes per input voxel at its peak (data, a float32 copy, labels):
+# 300 M voxels ≈ 4 GB. Larger inputs are refused from their header, before any data is read.
+MAX_VOXELS = 300_000_000
 
 
 @dataclass(frozen=True)
@@ -84,10 +87,12 @@ def _has_dicom_magic(path: Path) -> bool:
         return False
 
 
-def load_image(path: str | Path, *, validate: bool = True, labels: bool = False) -> Image:
+def load_image(path: str | Path, *, validate: bool = True, labels: bool = False,
+               max_voxels: int | None = MAX_VOXELS) -> Image:
     """Read a 3D image (or a 4D file with one frame) and check it is usable.
 
     ``labels=True`` skips checks that make no sense for label maps (constant value is allowed).
+    Images with more than ``max_voxels`` voxels are refused from the header alone.
     """
     path = Path(path)
     if not path.exists():
@@ -104,13 +109,13 @@ def load_image(path: str | Path, *, validate: bool = True, labels: bool = False)
         if not path.name.lower().endswith(IMAGE_SUFFIXES):
             raise SynthSegError(f"unsupported format; expected one of {', '.join(IMAGE_SUFFIXES)} "
                                 "or a DICOM folder", path)
-        image = _load_nibabel(path)
+        image = _load_nibabel(path, max_voxels)
     if validate:
         validate_image(image, labels=labels)
     return image
 
 
-def _load_nibabel(path: Path) -> Image:
+def _load_nibabel(path: Path, max_voxels: int | None = None) -> Image:
     try:
         img = nib.load(str(path))
         header = img.header
@@ -124,6 +129,10 @@ def _load_nibabel(path: Path) -> Image:
         raise SynthSegError(f"image is {what} {shape}; a single 3D volume is required", path)
     if np.prod(shape) == 0:
         raise SynthSegError(f"image has zero voxels (shape {shape})", path)
+    if max_voxels is not None and np.prod(shape, dtype=np.float64) > max_voxels:
+        size = "x".join(map(str, shape))
+        raise SynthSegError(f"image has {np.prod(shape, dtype=np.float64) / 1e6:.0f} M voxels ({size}), above the "
+                            f"{max_voxels / 1e6:.0f} M-voxel memory budget; crop or downsample it first", path)
     dtype = img.get_data_dtype()
     if dtype.fields is not None or dtype.kind not in "biuf":
         raise SynthSegError(f"unsupported voxel type {dtype} (e.g. RGB); a scalar image is required", path)
@@ -161,6 +170,19 @@ def _load_dicom(path: Path) -> Image:
     if data.ndim != 3:
         raise SynthSegError(f"DICOM series is {data.ndim}D; a 3D volume is required", path)
     return Image(data, affine, header=None, path=path)
+
+
+def looks_like_label_map(data: np.ndarray, max_values: int = 64) -> int | None:
+    """Number of distinct values if ``data`` looks like a label map (few integer values), else None."""
+    if data.dtype.kind == "f":
+        sample = data.reshape(-1)[:: max(1, data.size // 1_000_000)]
+        if not np.all(np.mod(sample, 1) == 0):
+            return None
+    sample = data.reshape(-1)[:: max(1, data.size // 1_000_000)]
+    if len(np.unique(sample)) > max_values:
+        return None
+    count = len(np.unique(data))
+    return count if count <= max_values else None
 
 
 def validate_image(image: Image, *, labels: bool = False) -> None:

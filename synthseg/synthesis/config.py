@@ -110,3 +110,21 @@ class ValidatedConfig:
             raise ValueError(f"generator.motion_shots: expected 1 <= min <= max, got {config.motion_shots}")
         if (config.resolution_native_probability + config.resolution_isotropic_probability) > 1:
             raise ValueError("generator.resolution_*_probability: native + isotropic must not exceed 1")
+
+
+def rendering_config(shape, spacing: float, mode: str, low_res: float | None = None,
+                     thick_axis_mm: float | None = None) -> GeneratorConfig:
+    """A generator config that renders a whole template in one contrast without changing its shape:
+    spatial, morphology, flips, cuts and motion off; optional isotropic or thick-slice resolution."""
+    resolution = {"resolution_native_probability": 1.0, "resolution_isotropic_probability": 0.0}
+    if low_res:
+        resolution = {"resolution_native_probability": 0.0, "resolution_isotropic_probability": 1.0,
+                      "resolution_isotropic": (low_res, low_res)}
+    elif thick_axis_mm:
+        resolution = {"resolution_native_probability": 0.0, "resolution_isotropic_probability": 0.0,
+                      "resolution_thick": (thick_axis_mm, thick_axis_mm)}
+    return GeneratorConfig(
+        patch_size=tuple(int(n) for n in shape), spacing=spacing, mode=mode, rotation=False, scaling=False,
+        shear=False, translation=False, elastic_std=False, flip_probability=0.0, morphology_probability=0.0,
+        partial_volume_probability=0.0, motion_probability=0.0, fov_cut_probability=0.0,
+        ct_inference_window_probability=1.0, **resolution)

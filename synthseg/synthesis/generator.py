@@ -293,6 +293,17 @@ class Generator:
                 labels = m.shift_boundary(labels, self.index_target[labels], first, second, steps[rule])
         return labels
 
+    def output_affine(self, params: SampleParams) -> np.ndarray:
+        """World affine of a sample's output grid, exact when rotation, scaling, shear, elastic and
+        flip are off (as for rendering whole templates in a chosen contrast)."""
+        n = np.asarray(self.cfg.patch_size)
+        affine = np.diag([self.cfg.spacing] * 3 + [1.0])
+        matrix = affine_matrix(torch.tensor(params.rotation), torch.tensor(params.scaling),
+                               torch.tensor(params.shear)).numpy()
+        affine[:3, :3] = matrix * self.cfg.spacing
+        affine[:3, 3] = np.asarray(params.centre) - affine[:3, :3] @ ((n - 1) / 2)
+        return affine
+
     # ------------------------------------------------------------------ batches
     def next_seeds(self, batch_size: int) -> list[int]:
         return torch.randint(2 ** 62, (batch_size,), generator=self.rng).tolist()

@@ -1,0 +1,306 @@
+"""Handlers of the ``synthseg`` sub-commands: each maps its arguments onto the public API."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from argparse import Namespace
+from pathlib import Path
+
+from synthseg.errors import SynthSegError
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def cmd_labels(args: Namespace) -> int:
+    from synthseg.labels.protocol import structure_table
+
+    sys.stdout.write(structure_table(args.format))
+    return 0
+
+
+def cmd_models(args: Namespace) -> int:
+    from synthseg.inference.model import DEFAULT_MODEL, list_models
+
+    models = list_models()
+    if not models:
+        print("no shipped models")
+    for m in models:
+        mark = " (default)" if m["name"] == DEFAULT_MODEL else ""
+        print(f"{m['name']}{mark}: {m['spacing_mm']} mm, {m['steps']} training steps, sha256 {m['sha256'][:12]}… "
+              f"[{m['path']}]")
+    return 0
+
+
+# ---------------------------------------------------------------------------- segment
+def cmd_segment(args: Namespace) -> int:
+    from synthseg.inference import batch
+    from synthseg.inference.segmenter import Segmenter
+
+    started = time.time()
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    device = args.device
+    if world > 1:
+        import torch
+        import torch.distributed as dist
+
+        dist.init_process_group("gloo")
+        if device in ("auto", "cuda") and torch.cuda.is_available():
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count()}"
+    inputs, errors = batch.collect_inputs(args.inputs, args.recursive)
+    out = Path(args.output) if args.output else None
+    if out is not None:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise SynthSegError(f"cannot create the output folder ({error.strerror})", out) from None
+        if not os.access(out, os.W_OK):
+            raise SynthSegError("output folder is not writable", out)
+    segmenters: list[Segmenter] = []
+
+    def make() -> Segmenter:
+        segmenters.append(Segmenter(args.model, device=device, tta=args.tta, threads=args.threads,
+                                    modality=args.modality))
+        return segmenters[0]
+
+    report = batch.run_batch(inputs, out, make, posteriors=args.posteriors, qc=args.qc, png=args.png,
+                             skip_existing=args.skip_existing, overwrite=args.overwrite, rank=rank, world=world,
+                             announce=_err)
+    if rank == 0:
+        report.failed = errors + report.failed
+    card = segmenters[0].card if segmenters else None
+    used_device = str(segmenters[0].device) if segmenters else device
+    if world > 1:
+        import torch.distributed as dist
+
+        gathered: list = [None] * world
+        dist.all_gather_object(gathered, report)
+        dist.destroy_process_group()
+        if rank != 0:
+            return 1 if report.failed else 0
+        for other in gathered[1:]:
+            report.done += other.done
+            report.skipped += other.skipped
+            report.failed += other.failed
+            report.rows += other.rows
+            report.timings.update(other.timings)
+    if args.volumes and report.rows:
+        from synthseg.io.image import write_atomic
+
+        csv_path = Path(args.volumes)
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        text = batch.volumes_csv(report.rows)
+        write_atomic(csv_path, lambda tmp: tmp.write_text(text))
+    options = {k: v for k, v in vars(args).items() if k != "command"}
+    prov_folder = out or (Path(inputs[0]).parent if inputs else Path("."))
+    if report.done or report.failed:
+        try:
+            batch.write_json(prov_folder / "synthseg_provenance.json",
+                             batch.provenance(options, card, used_device, report, started))
+        except (OSError, SynthSegError) as error:
+            report.failed.append(f"{prov_folder}: cannot write provenance ({error})")
+    print(f"segmented {len(report.done)}, skipped {len(report.skipped)}, failed {len(report.failed)}"
+          + (f"; outputs in {out}" if out and report.done else ""))
+    for line in report.failed:
+        _err(f"failed: {line}")
+    return 1 if report.failed or not (report.done or report.skipped) else 0
+
+
+# ---------------------------------------------------------------------------- demo
+def cmd_demo(args: Namespace) -> int:
+    import numpy as np
+
+    from synthseg.evaluation.metrics import dice
+    from synthseg.io.image import Image, save_image
+    from synthseg.inference.segmenter import Segmenter
+    from synthseg.labels.protocol import STRUCTURES
+    from synthseg.synthesis.config import rendering_config
+    from synthseg.synthesis.generator import Generator
+    from synthseg.templates.library import phantom_templates
+    from synthseg.viz import montage, save_png
+
+    out = Path(args.output)
+    templates, recipe = phantom_templates(1.0, seeds=(args.seed,))
+    shape = templates[0].labels.shape
+    generator = Generator(templates, recipe, rendering_config(shape, 1.0, args.contrast), seed=args.seed)
+    params = generator.sample_params(args.seed)
+    params.centre = list(templates[0].affine[:3, :3] @ ((np.asarray(shape) - 1) / 2) + templates[0].affine[:3, 3])
+    image, truth = generator.render(params)
+    affine = generator.output_affine(params)
+    stem = f"phantom_{args.contrast}"
+    image_path = save_image(Image(image.numpy().astype(np.float32), affine), out / f"{stem}.nii.gz")
+    save_image(Image(truth.numpy().astype(np.uint8), affine), out / f"{stem}_truth.nii.gz", dtype=np.uint8)
+    print(f"synthetic {args.contrast.upper()}-like head from the built-in phantom (a test object, not anatomy): "
+          f"{image_path}")
+    segmenter = Segmenter(args.model, device=args.device)
+    result = segmenter.segment(image_path)
+    paths = result.save(out, stem, qc=True)
+    labels = np.asanyarray(result.labels.dataobj)
+    img = image.numpy()
+    png = save_png([montage(img), montage(img, truth.numpy()), montage(img, labels)], out / f"{stem}_dseg.png")
+    scores = {s.short: dice(labels, truth.numpy(), s.id) for s in STRUCTURES[1:]}
+    print("Dice against the phantom's truth: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
+    print(f"segmented in {result.timings['total_s']:.1f} s with model '{segmenter.card.get('name')}'")
+    print(f"results: {paths['labels']} (labels), {paths['qc']} (volumes + QC), {png} (montage: input, "
+          f"truth, prediction)")
+    return 0
+
+
+# ---------------------------------------------------------------------------- templates
+def cmd_templates(args: Namespace) -> int:
+    return {"import": _templates_import, "list": _templates_list, "show": _templates_show,
+            "recipes": _templates_recipes}[args.templates_command](args)
+
+
+def _templates_import(args: Namespace) -> int:
+    from synthseg.templates.library import import_templates
+
+    done, failed = import_templates([Path(p) for p in args.inputs], args.recipe, Path(args.output),
+                                    spacing=args.spacing, margin_mm=args.margin,
+                                    dura_thickness=args.dura_thickness, unknown=args.unknown)
+    for m in done:
+        print(f"imported {m['name']}: {len(m['targets_present'])} targets, brain {m['brain_volume_ml']:.0f} ml, "
+              f"dura {'synthesised' if m['dura']['synthesized'] else 'from the map'}")
+    for error in failed:
+        _err(f"failed: {error}")
+    return 1 if failed else 0
+
+
+def _templates_list(args: Namespace) -> int:
+    from synthseg.labels.protocol import STRUCTURES
+    from synthseg.templates.library import list_templates
+
+    manifests = list_templates(Path(args.folder))
+    shorts = [s.short for s in STRUCTURES[1:]]
+    print(f"{'template':<18}" + "".join(f"{s:>9}" for s in shorts) + f"{'brain':>8}")
+    for m in manifests:
+        vols = m["volumes_ml"]
+        print(f"{m['name']:<18}" + "".join(f"{vols[str(i)]:>9.1f}" for i in range(1, 17))
+              + f"{m['brain_volume_ml']:>8.0f}")
+    return 0
+
+
+def _templates_show(args: Namespace) -> int:
+    import numpy as np
+
+    from synthseg.io.geometry import to_canonical
+    from synthseg.io.image import load_image
+    from synthseg.labels.protocol import STRUCTURES
+    from synthseg.templates.library import template_name
+    from synthseg.templates.recipe import load_recipe
+    from synthseg.viz import montage, save_png
+
+    path = Path(args.template)
+    manifest_path = path.parent / f"{template_name(path)}.json"
+    if not manifest_path.is_file():
+        raise SynthSegError("no manifest next to this template; import it with `synthseg templates import`", path)
+    manifest = json.loads(manifest_path.read_text())
+    print(f"{manifest['name']} (recipe {manifest['recipe']}, {manifest['spacing_mm']} mm, shape {manifest['shape']})")
+    for s in STRUCTURES[1:]:
+        present = "yes" if s.id in manifest["targets_present"] else "NO "
+        print(f"  {s.id:>2} {s.short:<10} {present} {manifest['volumes_ml'][str(s.id)]:>9.1f} ml")
+    if args.png:
+        image = to_canonical(load_image(path, labels=True))
+        targets = load_recipe(path.parent / "recipe.yaml").lookup(image.data, "target")
+        centre = np.asarray(image.shape) // 2
+        save_png([montage(None, targets)], args.png, scale=2)
+        print(f"montage: {args.png} (centre voxel {centre.tolist()})")
+    return 0
+
+
+def _templates_recipes(args: Namespace) -> int:
+    from synthseg.templates.recipe import load_recipe, shipped_recipes
+
+    for name, path in sorted(shipped_recipes().items()):
+        recipe = load_recipe(path)
+        print(f"{name}: {recipe.description} ({len(recipe.labels)} codes, {len(recipe.classes)} classes)")
+    return 0
+
+
+# ---------------------------------------------------------------------------- generate / train / export
+def cmd_generate(args: Namespace) -> int:
+    import numpy as np
+
+    from synthseg.device import resolve_device
+    from synthseg.io.image import Image, save_image
+    from synthseg.synthesis.generator import Generator
+    from synthseg.training.config import load_config
+    from synthseg.training.trainer import load_template_split
+    from synthseg.viz import montage, save_png
+
+    config = load_config(args.config, [f"generator.mode={args.mode}", *args.set,
+                                       f"data.templates={args.templates}", "data.holdout=[]"])
+    train, _, recipe = load_template_split(config)
+    generator = Generator(train, recipe, config.generator, resolve_device(args.device), seed=args.seed)
+    out = Path(args.output)
+    rows = []
+    for i, seed in enumerate(generator.next_seeds(args.n)):
+        params = generator.sample_params(seed)
+        image, target = generator.render(params)
+        img, tgt = image.cpu().numpy(), target.cpu().numpy().astype(np.uint8)
+        affine = generator.output_affine(params)
+        save_image(Image(img, affine), out / f"sample_{i:03d}_image.nii.gz")
+        save_image(Image(tgt, affine), out / f"sample_{i:03d}_labels.nii.gz", dtype=np.uint8)
+        if args.params:
+            (out / f"sample_{i:03d}_params.json").write_text(json.dumps(params.to_dict(), indent=2))
+        rows.append(montage(img, None))
+        rows.append(montage(img, tgt))
+        print(f"sample {i}: {params.modality}, template {train[params.template].name}, "
+              f"resolution {[round(r, 1) for r in params.low_res]} mm")
+    png = save_png(rows, out / "montage.png", scale=2)
+    print(f"wrote {args.n} image/label pairs and {png}")
+    return 0
+
+
+def cmd_train(args: Namespace) -> int:
+    from synthseg.training.config import default_config_path, load_config
+
+    overrides = list(args.set) + ([f"data.templates={args.templates}"] if args.templates else [])
+    config = load_config(args.config or default_config_path(), overrides)
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        return 0
+    from synthseg.training.trainer import Trainer
+
+    result = Trainer(config, args.output, resume=args.resume).run()
+    print(json.dumps({k: v for k, v in result.items() if k != "val_dice"}))
+    return 0
+
+
+def cmd_export(args: Namespace) -> int:
+    from synthseg.training.export import export_model
+
+    evaluation = json.loads(Path(args.evaluation).read_text()) if args.evaluation else None
+    card = export_model(args.checkpoint, args.output, fp16=not args.fp32, evaluation=evaluation, notes=args.notes)
+    print(f"exported {card}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- evaluate
+def cmd_evaluate(args: Namespace) -> int:
+    from synthseg.evaluation import evaluate
+
+    if args.consistency:
+        rows = evaluate.consistency([Path(p) for p in args.predictions])
+        means = evaluate.summary(rows, "dice")
+        for name, value in means.items():
+            print(f"{name:<11} {value:.3f}")
+        print(f"{'mean':<11} {sum(means.values()) / max(1, len(means)):.3f}")
+    else:
+        if not args.reference:
+            raise SynthSegError("give --reference label maps (or use --consistency)")
+        results = evaluate.evaluate_files(args.predictions, args.reference, args.mapping, hd95=not args.no_hd95)
+        rows = [row for r in results for row in r.rows]
+        print(evaluate.format_table(rows))
+    if args.csv:
+        from synthseg.io.image import write_atomic
+
+        text = evaluate.rows_to_csv(rows)
+        write_atomic(Path(args.csv), lambda tmp: tmp.write_text(text))
+    return 0

@@ -1,0 +1,126 @@
+"""Argument parsing for ``synthseg``. Nothing heavy is imported here, so ``--help`` is instant;
+each sub-command's handler in :mod:`synthseg.cli.commands` imports what it needs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from synthseg import __version__
+from synthseg.errors import SynthSegError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="synthseg", description="Contrast-agnostic whole-head segmentation into 16 structures "
+        "(any MR contrast or CT, any orientation and resolution, no preprocessing).")
+    parser.add_argument("--version", action="version", version=f"synthseg {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("segment", help="segment head scans (files, folders, list files, DICOM folders)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("-o", "--output", help="output folder (default: next to each input)")
+    p.add_argument("--model", help="shipped model name or a folder with model.json (default: shipped default)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps (default: auto)")
+    p.add_argument("--threads", type=int, help="CPU threads")
+    p.add_argument("--tta", action="store_true", help="left/right flip test-time augmentation (2x slower)")
+    p.add_argument("--modality", default="auto", choices=["auto", "mr", "ct"],
+                   help="intensity handling: auto recognises CT from its Hounsfield range")
+    p.add_argument("--volumes", metavar="CSV", help="write structure volumes (ml) of the whole batch to CSV")
+    p.add_argument("--posteriors", action="store_true", help="also write class probabilities (_probseg)")
+    p.add_argument("--qc", action="store_true", help="write per-structure confidence and volume flags (_qc.json)")
+    p.add_argument("--png", action="store_true", help="write a 3-view montage with the label overlay")
+    p.add_argument("--skip-existing", action="store_true", help="skip inputs whose output exists")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--recursive", action="store_true", help="search input folders recursively")
+
+    p = sub.add_parser("labels", help="print the 16 output structures (or a viewer LUT)")
+    p.add_argument("--format", default="text", choices=["text", "json", "tsv", "fslut", "itksnap"])
+
+    p = sub.add_parser("models", help="list the shipped models (reads model cards only)")
+
+    p = sub.add_parser("demo", help="segment a synthetic head made from the built-in phantom (no data needed)")
+    p.add_argument("-o", "--output", default="synthseg-demo", help="output folder (default: ./synthseg-demo)")
+    p.add_argument("--model", help="model name or folder (default: shipped default)")
+    p.add_argument("--contrast", default="t1", choices=["t1", "t2", "flair", "pd", "ct"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+
+    t = sub.add_parser("templates", help="import, list and inspect template label maps")
+    tsub = t.add_subparsers(dest="templates_command", metavar="ACTION")
+    p = tsub.add_parser("import", help="import label maps through a recipe (crop, dura synthesis, manifest)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("--recipe", required=True, help="shipped recipe name (aseg-charm, siam16) or a YAML file")
+    p.add_argument("-o", "--output", required=True, help="template folder to write")
+    p.add_argument("--spacing", type=float, help="resample to this voxel size (mm, nearest neighbour)")
+    p.add_argument("--dura-thickness", type=float, default=1.0, help="mm, for synthesised dura (default 1)")
+    p.add_argument("--margin", type=float, default=4.0, help="mm kept around the head when cropping")
+    p.add_argument("--unknown", default="error", choices=["error", "background"],
+                   help="codes missing from the recipe: refuse (default) or map to background")
+    p = tsub.add_parser("list", help="list the templates of a folder with their volumes")
+    p.add_argument("folder")
+    p = tsub.add_parser("show", help="targets and volumes of one template, optionally a PNG montage")
+    p.add_argument("template", help="template .nii.gz inside a template folder")
+    p.add_argument("--png", help="write a 3-view montage here")
+    p = tsub.add_parser("recipes", help="list the shipped recipes")
+
+    p = sub.add_parser("generate", help="write synthetic image/label pairs and a PNG montage")
+    p.add_argument("--templates", required=True, help="template folder, or 'phantom'")
+    p.add_argument("-n", type=int, default=8, help="number of samples")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--mode", default="mixed", choices=["mixed", "mr", "ct", "t1", "t2", "flair", "pd"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--config", help="training YAML whose generator section to use")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. generator.spacing=1")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--params", action="store_true", help="also write each sample's parameters as JSON")
+
+    p = sub.add_parser("train", help="train a model on an endless synthetic stream")
+    p.add_argument("--templates", help="template folder (overrides data.templates), or 'phantom'")
+    p.add_argument("--config", help="YAML config (default: the shipped default.yaml)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--resume", nargs="?", const="latest", help="resume from the latest checkpoint or CKPT")
+    p.add_argument("-o", "--output", required=True, help="run folder (checkpoints, logs)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+    p = sub.add_parser("export", help="export a checkpoint as model weights + model card")
+    p.add_argument("checkpoint")
+    p.add_argument("-o", "--output", required=True, help="model folder, e.g. models/NAME")
+    p.add_argument("--fp32", action="store_true", help="keep float32 weights (default: float16)")
+    p.add_argument("--evaluation", help="JSON file of evaluation results to embed in the card")
+    p.add_argument("--notes", default="", help="free text for the model card")
+
+    p = sub.add_parser("evaluate", help="Dice, HD95 and volume differences against reference labels")
+    p.add_argument("predictions", nargs="+", metavar="PRED")
+    p.add_argument("--reference", nargs="+", metavar="REF", help="reference label maps")
+    p.add_argument("--mapping", default="siam", help="reference codes: siam | aseg | muse | FILE (default: siam)")
+    p.add_argument("--csv", help="write one row per case and structure")
+    p.add_argument("--consistency", action="store_true",
+                   help="pairwise Dice between the given segmentations of one subject (no reference)")
+    p.add_argument("--no-hd95", action="store_true", help="skip the (slower) Hausdorff distance")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "templates" and args.templates_command is None:
+        parser.parse_args(["templates", "--help"])
+    from synthseg.cli import commands  # heavy imports start here, after parsing
+
+    handler = getattr(commands, f"cmd_{args.command}")
+    try:
+        return int(handler(args) or 0)
+    except SynthSegError as error:
+        print(f"synthseg {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"synthseg {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

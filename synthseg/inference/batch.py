@@ -1,0 +1,189 @@
+"""Batch segmentation behind ``synthseg segment``: input discovery, one failure never stops the
+others, skip/overwrite rules, a volumes CSV for the whole batch, a provenance JSON, torchrun split."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from synthseg import __version__
+from synthseg.errors import SynthSegError
+from synthseg.io.image import IMAGE_SUFFIXES, _is_dicom_folder, write_atomic
+from synthseg.labels.protocol import STRUCTURES, structure_table
+from synthseg.inference.segmenter import Segmenter, output_stem
+
+LIST_SUFFIXES = (".txt", ".csv", ".lst", ".list")
+
+
+@dataclass
+class BatchReport:
+    done: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)
+    timings: dict[str, dict] = field(default_factory=dict)
+
+
+def collect_inputs(specs: Sequence[str | Path], recursive: bool = False) -> tuple[list[Path], list[str]]:
+    """Expand files, folders (images inside, or one DICOM series) and list files into input paths."""
+    found: list[Path] = []
+    errors: list[str] = []
+    for spec in specs:
+        path = Path(spec)
+        if not path.exists() and not path.is_symlink():
+            errors.append(f"{path}: no such file or folder")
+        elif path.is_symlink() and not path.exists():
+            errors.append(f"{path}: broken symbolic link")
+        elif path.is_dir():
+            if _is_dicom_folder(path):
+                found.append(path)
+                continue
+            pattern = path.rglob("*") if recursive else path.iterdir()
+            images = sorted(p for p in pattern if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES)
+                            and not _is_output(p))
+            if not images:
+                errors.append(f"{path}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            found.extend(images)
+        elif path.name.lower().endswith(LIST_SUFFIXES):
+            try:
+                lines = path.read_text().splitlines()
+            except (OSError, UnicodeDecodeError) as error:
+                errors.append(f"{path}: cannot read the list ({error})")
+                continue
+            for line in lines:
+                entry = line.split(",")[0].strip()
+                if entry and not entry.startswith("#"):
+                    listed = Path(entry) if Path(entry).is_absolute() else path.parent / entry
+                    found.append(listed)
+        else:
+            found.append(path)
+    unique: list[Path] = []
+    for p in found:
+        if p not in unique:
+            unique.append(p)
+    return unique, errors
+
+
+def _is_output(path: Path) -> bool:
+    name = path.name.lower()
+    return "_dseg." in name or "_probseg." in name
+
+
+def output_folder(path: Path, out: Path | None) -> Path:
+    return out if out is not None else (path if path.is_dir() else path.parent)
+
+
+def run_batch(inputs: Sequence[Path], out: Path | None, make_segmenter: Callable[[], Segmenter], *,
+              posteriors: bool = False, qc: bool = False, png: bool = False, skip_existing: bool = False,
+              overwrite: bool = False, progress: bool = True, rank: int = 0, world: int = 1,
+              announce: Callable[[str], None] = print) -> BatchReport:
+    """Segment every input; failures are collected as one-line reasons, never raised."""
+    report = BatchReport()
+    mine = list(inputs)[rank::world]
+    todo: list[tuple[Path, Path]] = []
+    for path in mine:
+        folder = output_folder(path, out)
+        target = folder / f"{output_stem(path)}_dseg.nii.gz"
+        if target.exists() and skip_existing:
+            report.skipped.append(path)
+        elif target.exists() and not overwrite:
+            report.failed.append(f"{target}: output exists (use --overwrite or --skip-existing)")
+        else:
+            todo.append((path, folder))
+    if not todo:
+        return report
+    segmenter = make_segmenter()
+    bar = None
+    if progress and rank == 0:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), unit="scan", dynamic_ncols=True, disable=not sys.stderr.isatty())
+    for path, folder in todo:
+        try:
+            result = segmenter.segment(path, posteriors=posteriors)
+            stem = output_stem(path)
+            if png:
+                _write_png(path, result, folder / f"{stem}_dseg.png")
+            paths = result.save(folder, stem, qc=qc)
+            _write_label_table(folder)
+            report.done.append(paths["labels"])
+            report.rows.append({"input": str(path), **result.volumes})
+            report.timings[str(path)] = {**result.timings, "modality": result.modality}
+            flagged = [k for k, v in result.qc.items() if v.get("volume_flag", "ok") != "ok"]
+            if qc and flagged:
+                announce(f"{path}: QC volume flags for {', '.join(flagged)}")
+        except SynthSegError as error:
+            report.failed.append(str(error))
+        except MemoryError:
+            report.failed.append(f"{path}: out of memory; try a smaller field of view or more RAM")
+        except OSError as error:
+            report.failed.append(f"{path}: {error.strerror or error}")
+        except Exception as error:  # a batch over thousands of files must not die on one
+            report.failed.append(f"{path}: unexpected error ({type(error).__name__}: {error})")
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return report
+
+
+def _write_label_table(folder: Path) -> None:
+    table = folder / "dseg.tsv"
+    if not table.exists():
+        write_atomic(table, lambda tmp: tmp.write_text(structure_table("tsv")))
+
+
+def _write_png(path: Path, result, png: Path) -> None:
+    import nibabel as nib
+
+    from synthseg.io.image import load_image
+    from synthseg.viz import montage, save_png
+
+    image = load_image(path)
+    canon = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(image.data, np.float32), image.affine))
+    labels = nib.as_closest_canonical(result.labels)
+    save_png([montage(np.asarray(canon.dataobj)), montage(np.asarray(canon.dataobj), np.asarray(labels.dataobj))],
+             png)
+
+
+def volumes_csv(rows: Sequence[dict]) -> str:
+    columns = ["input"] + [s.short for s in STRUCTURES[1:]] + ["ICV"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in sorted(rows, key=lambda r: r["input"]):
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def provenance(options: dict, segmenter_card: dict | None, device: str, report: BatchReport,
+               started: float) -> dict:
+    import monai
+    import nibabel
+    import torch
+
+    return {
+        "synthseg": __version__, "python": platform.python_version(), "torch": torch.__version__,
+        "monai": monai.__version__, "nibabel": nibabel.__version__, "platform": platform.platform(),
+        "model": None if segmenter_card is None else {"name": segmenter_card.get("name"),
+                                                       "sha256": segmenter_card.get("sha256")},
+        "options": options, "device": device, "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+        "wall_s": round(time.time() - started, 2), "outputs": [str(p) for p in report.done],
+        "skipped": [str(p) for p in report.skipped], "failures": report.failed, "timings": report.timings,
+        "host": os.uname().nodename if hasattr(os, "uname") else "",
+    }
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=str) + "\n"))

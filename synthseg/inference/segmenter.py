@@ -1,0 +1,262 @@
+"""``Segmenter``: load a model once, segment many scans; ``segment()``: the one-shot form.
+
+Pipeline: load → canonical orientation → resample to the model's working spacing → intensity
+normalisation as in training (MR percentiles / CT window) → crop to the head → sliding-window
+inference with Gaussian blending → optional left/right flip TTA → class probabilities resampled
+onto the input's exact grid (slab by slab) → argmax → uint8 labels with the input's header.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import torch
+
+from synthseg.device import resolve_device
+from synthseg.errors import SynthSegError
+from synthseg.io.geometry import BoundingBox, grid_for_spacing, pad_to_shape, resample_to_grid, to_canonical
+from synthseg.io.image import Image, load_image, looks_like_label_map, save_image, validate_image, write_atomic
+from synthseg.inference.model import LoadedModel, load_model
+from synthseg.inference.preprocessing import detect_modality, head_box_mask, normalize
+from synthseg.labels.protocol import NUM_CLASSES, STRUCTURES, structure_table
+
+INTRACRANIAL = tuple(range(1, 15))  # brain, CSF, dura and vessels: everything inside the skull
+
+
+@dataclass
+class SegmentationResult:
+    """Labels in the input grid, plus volumes, QC and (optionally) posteriors."""
+
+    labels: nib.Nifti1Image
+    volumes: dict[str, float]
+    qc: dict[str, dict]
+    modality: str
+    timings: dict[str, float]
+    posteriors: nib.Nifti1Image | None = None
+    source: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+    def save(self, folder: str | Path, stem: str | None = None, qc: bool = False) -> dict[str, Path]:
+        """Write ``<stem>_dseg.nii.gz`` (plus ``_probseg.nii.gz`` and ``_qc.json`` when present/asked).
+
+        The label map is written last, so its presence means the whole output is complete.
+        """
+        folder = Path(folder)
+        stem = stem or output_stem(self.source)
+        protect = (self.source,) if self.source else ()
+        paths: dict[str, Path] = {}
+        if self.posteriors is not None:
+            paths["posteriors"] = folder / f"{stem}_probseg.nii.gz"
+            folder.mkdir(parents=True, exist_ok=True)
+            write_atomic(paths["posteriors"], lambda tmp: nib.save(self.posteriors, str(tmp)), suffix=".nii.gz")
+        if qc:
+            paths["qc"] = folder / f"{stem}_qc.json"
+            folder.mkdir(parents=True, exist_ok=True)
+            summary = {"modality": self.modality, "volumes_ml": self.volumes, "structures": self.qc}
+            write_atomic(paths["qc"], lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+        paths["labels"] = folder / f"{stem}_dseg.nii.gz"
+        labels = Image(np.asanyarray(self.labels.dataobj), self.labels.affine, self.labels.header)
+        save_image(labels, paths["labels"], dtype=np.uint8, protect=protect)
+        return paths
+
+
+def output_stem(path: Path | None) -> str:
+    if path is None:
+        return "segmentation"
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii", ".mgz", ".mgh"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+class Segmenter:
+    """Load a model once and segment scans of any contrast, orientation and resolution."""
+
+    def __init__(self, model: str | Path | None = None, device: str = "auto", tta: bool = False,
+                 threads: int | None = None, modality: str = "auto", overlap: float = 0.5,
+                 verbose: bool = False) -> None:
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.device = resolve_device(device)
+        self.loaded = load_model(model, self.device)
+        self.tta = tta
+        self.modality = modality
+        self.overlap = overlap
+        self.verbose = verbose
+
+    @classmethod
+    def from_network(cls, network: torch.nn.Module, card: dict, device: str = "cpu", **options) -> "Segmenter":
+        """Wrap an in-memory network (tests, validation during training) without files."""
+        self = cls.__new__(cls)
+        self.device = resolve_device(device)
+        self.loaded = LoadedModel(network.to(self.device).eval(), card, None)
+        self.tta = options.get("tta", False)
+        self.modality = options.get("modality", "auto")
+        self.overlap = options.get("overlap", 0.5)
+        self.verbose = options.get("verbose", False)
+        return self
+
+    @property
+    def card(self) -> dict:
+        return self.loaded.card
+
+    # ------------------------------------------------------------------ public API
+    def segment(self, x: Any, affine: np.ndarray | None = None, posteriors: bool = False) -> SegmentationResult:
+        """Segment a path, a nibabel image, an :class:`Image`, or an array with its affine."""
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        image = self._as_image(x, affine)
+        timings["load_s"] = time.perf_counter() - start
+        modality = detect_modality(image.data, self.modality)
+        t = time.perf_counter()
+        work, box, work_affine = self._prepare(image, modality)
+        timings["preprocess_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        probs = self._predict(work)
+        timings["inference_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        full = pad_to_shape(probs, box, fill=0.0)
+        full[0][~_inside(box)] = 1.0  # outside the head crop: background
+        labels = resample_to_grid(full, work_affine, image.shape, image.affine, order=1, reduce="argmax")
+        post_img = None
+        if posteriors:
+            post = resample_to_grid(full, work_affine, image.shape, image.affine, order=1)
+            post_img = _posterior_image(post, image)
+        timings["resample_s"] = time.perf_counter() - t
+        label_img = image.with_data(labels.astype(np.uint8)).to_nifti(np.uint8)
+        volumes = _volumes(labels, image.spacing)
+        qc = self._qc(probs, volumes)
+        timings["total_s"] = time.perf_counter() - start
+        return SegmentationResult(label_img, volumes, qc, modality, {k: round(v, 3) for k, v in timings.items()},
+                                  post_img, image.path)
+
+    # ------------------------------------------------------------------ steps
+    @classmethod
+    def _as_image(cls, x: Any, affine: np.ndarray | None) -> Image:
+        image = cls._to_image(x, affine)
+        values = looks_like_label_map(image.data)
+        if values is not None:
+            raise SynthSegError(f"input looks like a label map ({values} distinct integer values), not a scan",
+                                image.path or "<array>")
+        return image
+
+    @staticmethod
+    def _to_image(x: Any, affine: np.ndarray | None) -> Image:
+        if isinstance(x, Image):
+            validate_image(x)
+            return x
+        if isinstance(x, (str, Path)):
+            return load_image(x)
+        if isinstance(x, nib.spatialimages.SpatialImage):
+            header = x.header if isinstance(x.header, nib.Nifti1Header) else None
+            image = Image(np.asanyarray(x.dataobj), np.asarray(x.affine, float), header)
+        elif isinstance(x, np.ndarray):
+            if affine is None:
+                raise SynthSegError("an array input needs its affine (segment(array, affine))")
+            image = Image(x, np.asarray(affine, float))
+        else:
+            raise SynthSegError(f"cannot segment an object of type {type(x).__name__}")
+        validate_image(image)
+        return image
+
+    def _prepare(self, image: Image, modality: str) -> tuple[np.ndarray, BoundingBox, np.ndarray]:
+        """The normalised working-grid array cropped to the head, the crop box and the grid's affine."""
+        canonical = to_canonical(image.with_data(np.asarray(image.data, dtype=np.float32)))
+        spacing = float(self.card["spacing_mm"])
+        shape, affine = grid_for_spacing(canonical.shape, canonical.affine, spacing)
+        work = resample_to_grid(canonical.data, canonical.affine, shape, affine, order=1,
+                                fill=float(canonical.data.min()))
+        work = normalize(work, modality)
+        box = BoundingBox.around(head_box_mask(work), margin=4)
+        return work[box.slices], box, affine
+
+    @torch.no_grad()
+    def _predict(self, work: np.ndarray) -> np.ndarray:
+        """Softmax probabilities ``(17, X, Y, Z)`` on the working grid (float32, CPU)."""
+        from monai.inferers import sliding_window_inference
+
+        tensor = torch.from_numpy(np.ascontiguousarray(work))[None, None]
+        roi = tuple(int(n) for n in self.card["patch_size"])
+
+        def run(device: torch.device) -> torch.Tensor:
+            net = self.loaded.network.to(device)
+
+            def predictor(batch: torch.Tensor) -> torch.Tensor:
+                return torch.softmax(net(batch), dim=1)
+
+            out = sliding_window_inference(tensor, roi, 1, predictor, overlap=self.overlap, mode="gaussian",
+                                           sw_device=device, device=torch.device("cpu"))
+            if self.tta:
+                flipped = sliding_window_inference(tensor.flip(2), roi, 1, predictor, overlap=self.overlap,
+                                                   mode="gaussian", sw_device=device, device=torch.device("cpu"))
+                out = (out + flipped.flip(2)) / 2
+            return out
+
+        try:
+            probs = run(self.device)
+        except torch.cuda.OutOfMemoryError:
+            print(f"GPU out of memory on {self.device} for a {tuple(work.shape)} working grid; "
+                  "falling back to CPU", flush=True)
+            torch.cuda.empty_cache()
+            self.device = torch.device("cpu")
+            probs = run(self.device)
+        return probs[0].float().numpy()
+
+    def _qc(self, probs: np.ndarray, volumes: dict[str, float]) -> dict[str, dict]:
+        """Mean confidence inside each predicted structure and a volume plausibility flag."""
+        winner = probs.argmax(0)
+        confidence = probs.max(0)
+        ranges = self.card.get("volume_ranges_ml", {})
+        qc = {}
+        for s in STRUCTURES[1:]:
+            mask = winner == s.id
+            entry: dict[str, Any] = {"mean_confidence": round(float(confidence[mask].mean()), 3) if mask.any()
+                                     else 0.0}
+            low_high = ranges.get(str(s.id))
+            volume = volumes[s.short]
+            if low_high:
+                lo, hi = 0.5 * low_high[0], 1.5 * low_high[1]
+                entry["volume_flag"] = "low" if volume < lo else "high" if volume > hi else "ok"
+                entry["expected_ml"] = [round(lo, 1), round(hi, 1)]
+            qc[s.short] = entry
+        return qc
+
+
+def _inside(box: BoundingBox) -> np.ndarray:
+    mask = np.zeros(box.shape, dtype=bool)
+    mask[box.slices] = True
+    return mask
+
+
+def _volumes(labels: np.ndarray, spacing: np.ndarray) -> dict[str, float]:
+    ml = float(np.prod(spacing)) / 1000.0
+    counts = np.bincount(labels.reshape(-1), minlength=NUM_CLASSES)
+    volumes = {s.short: round(float(counts[s.id]) * ml, 3) for s in STRUCTURES[1:]}
+    volumes["ICV"] = round(float(counts[list(INTRACRANIAL)].sum()) * ml, 3)
+    return volumes
+
+
+def _posterior_image(post: np.ndarray, image: Image) -> nib.Nifti1Image:
+    """Probabilities as a 4D uint8 image (value/255 via scl_slope) in the input grid."""
+    data = np.moveaxis(np.clip(np.rint(post * 255), 0, 255).astype(np.uint8), 0, -1)
+    out = image.with_data(data[..., 0]).to_nifti(np.uint8)
+    nifti = nib.Nifti1Image(data, out.affine, out.header)
+    nifti.header.set_slope_inter(1 / 255.0, 0.0)
+    nifti.header.set_intent("none")
+    return nifti
+
+
+def segment(x: Any, *, model: str | Path | None = None, device: str = "auto", tta: bool = False,
+            posteriors: bool = False, affine: np.ndarray | None = None, **options) -> SegmentationResult:
+    """One-shot form of :class:`Segmenter` (loads the model for this call only)."""
+    return Segmenter(model=model, device=device, tta=tta, **options).segment(x, affine=affine, posteriors=posteriors)
+
+
+__all__ = ["Segmenter", "SegmentationResult", "segment", "structure_table"]

@@ -1,0 +1,89 @@
+import nibabel as nib
+import numpy as np
+import pytest
+
+from synthseg.io.geometry import (BoundingBox, crop_to_mask, grid_for_spacing, pad_to_shape, reorient,
+                                  resample_to_grid, resample_to_spacing, to_canonical)
+from synthseg.io.image import Image
+
+
+def _image(codes: str, oblique: bool = False) -> Image:
+    rng = np.random.default_rng(0)
+    data = rng.random((6, 7, 8)).astype(np.float32)
+    ornt = nib.orientations.axcodes2ornt(tuple(codes))
+    affine = np.eye(4)
+    for axis, (world, flip) in enumerate(ornt.astype(int)):
+        affine[:3, axis] = 0
+        affine[world, axis] = flip * (1.0 + 0.5 * axis)
+    affine[:3, 3] = [10, -20, 5]
+    if oblique:
+        a = np.deg2rad(17)
+        rot = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+        affine[:3, :3] = rot @ affine[:3, :3]
+    return Image(data, affine)
+
+
+@pytest.mark.parametrize("codes", ["RAS", "LPS", "LIA", "PSR"])
+@pytest.mark.parametrize("oblique", [False, True])
+def test_canonical_round_trip(codes, oblique):
+    image = _image(codes, oblique)
+    canonical = to_canonical(image)
+    assert nib.aff2axcodes(canonical.affine) == ("R", "A", "S")
+    back = reorient(canonical, nib.aff2axcodes(image.affine))
+    assert back.shape == image.shape
+    assert np.allclose(back.affine, image.affine) and np.array_equal(back.data, image.data)
+
+
+def test_known_point_keeps_its_world_coordinate():
+    image = _image("LIA")
+    canonical = to_canonical(image)
+    world = image.affine @ np.array([1, 2, 3, 1])
+    index = np.linalg.inv(canonical.affine) @ world
+    i, j, k = np.round(index[:3]).astype(int)
+    assert np.allclose(index[:3], [i, j, k])
+    assert canonical.data[i, j, k] == image.data[1, 2, 3]
+
+
+def test_resample_identity_and_nearest_labels():
+    image = _image("RAS")
+    same = resample_to_grid(image.data, image.affine, image.shape, image.affine, order=1)
+    assert np.allclose(same, image.data, atol=1e-5)
+    labels = (image.data * 5).astype(np.int32)
+    finer = resample_to_spacing(image.with_data(labels), 0.5, order=0)
+    assert set(np.unique(finer.data)) <= set(np.unique(labels))
+
+
+def test_resample_spacing_keeps_field_of_view_centre():
+    image = _image("RAS")
+    shape, affine = grid_for_spacing(image.shape, image.affine, 2.0)
+    centre = lambda s, a: a @ np.append((np.asarray(s) - 1) / 2, 1)  # noqa: E731
+    assert np.allclose(centre(shape, affine), centre(image.shape, image.affine))
+
+
+def test_probability_maps_and_argmax_in_slabs():
+    rng = np.random.default_rng(1)
+    probs = rng.random((3, 5, 6, 7)).astype(np.float32)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    target = np.diag([1.0, 1.0, 1.0, 1.0])
+    full = resample_to_grid(probs, affine, (9, 11, 13), target, order=1)
+    labels = resample_to_grid(probs, affine, (9, 11, 13), target, order=1, reduce="argmax", slab_voxels=50)
+    assert full.shape == (3, 9, 11, 13)
+    assert np.array_equal(full.argmax(0), labels)
+
+
+def test_cubic_matches_at_grid_points():
+    image = _image("RAS")
+    same = resample_to_grid(image.data, image.affine, image.shape, image.affine, order=3)
+    assert np.allclose(same, image.data, atol=1e-4)
+
+
+def test_crop_and_pad_back():
+    image = _image("RAS")
+    mask = np.zeros(image.shape, bool)
+    mask[2:4, 3:5, 1:6] = True
+    cropped, box = crop_to_mask(image, mask, margin=1)
+    assert cropped.shape == (4, 4, 7)
+    assert np.allclose(cropped.affine @ [0, 0, 0, 1], image.affine @ [1, 2, 0, 1])
+    restored = pad_to_shape(cropped.data, box)
+    assert np.array_equal(restored[box.slices], image.data[box.slices]) and restored.shape == image.shape
+    assert BoundingBox.around(np.zeros((3, 3, 3), bool)).slices == (slice(0, 3),) * 3

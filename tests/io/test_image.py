@@ -1,0 +1,119 @@
+import gzip
+import os
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from synthseg.errors import SynthSegError
+from synthseg.io.image import Image, load_image, save_image, looks_like_label_map
+from tests.conftest import write_nifti
+
+
+def _volume(seed=0, shape=(8, 9, 10)):
+    return np.random.default_rng(seed).random(shape).astype(np.float32)
+
+
+def test_nifti_round_trip_keeps_affine_and_codes(tmp_path):
+    affine = np.array([[-1.5, 0, 0, 10], [0, 1.5, 0, -4], [0, 0, 2, 3], [0, 0, 0, 1]])
+    img = nib.Nifti1Image(_volume(), affine)
+    img.set_qform(affine, code=2)
+    img.set_sform(affine, code=4)
+    nib.save(img, str(tmp_path / "in.nii.gz"))
+    image = load_image(tmp_path / "in.nii.gz")
+    out = save_image(image.with_data((image.data > 0.5).astype(np.uint8)), tmp_path / "out.nii.gz", dtype=np.uint8)
+    back = nib.load(str(out))
+    assert np.allclose(back.affine, affine)
+    assert int(back.header["qform_code"]) == 2 and int(back.header["sform_code"]) == 4
+    assert back.get_data_dtype() == np.uint8
+
+
+def test_mgz_and_single_frame_4d(tmp_path):
+    data = _volume()
+    nib.save(nib.MGHImage(data, np.eye(4)), str(tmp_path / "a.mgz"))
+    assert load_image(tmp_path / "a.mgz").shape == data.shape
+    write_nifti(tmp_path / "b.nii", data[..., None])
+    assert load_image(tmp_path / "b.nii").shape == data.shape
+
+
+def test_dicom_folder(tmp_path):
+    import SimpleITK as sitk
+
+    data = (np.random.default_rng(1).random((6, 7, 8)) * 1000).astype(np.int16)  # (k, j, i) for ITK
+    itk = sitk.GetImageFromArray(data)
+    itk.SetSpacing((1.0, 1.5, 2.0))
+    folder = tmp_path / "series"
+    folder.mkdir()
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(data.shape[0]):
+        sl = itk[:, :, k]
+        sl.SetMetaData("0020|000e", "1.2.3.4")  # one series
+        sl.SetMetaData("0020|0013", str(k))
+        sl.SetMetaData("0020|0032", f"0\\0\\{2.0 * k}")
+        sl.SetMetaData("0020|0037", "1\\0\\0\\0\\1\\0")
+        writer.SetFileName(str(folder / f"{k:03d}.dcm"))
+        writer.Execute(sl)
+    image = load_image(folder)
+    assert image.shape == (8, 7, 6)
+    assert np.allclose(image.spacing, (1.0, 1.5, 2.0), atol=1e-3)
+    assert np.array_equal(image.data[:, :, 2].T, data[2])
+
+
+def test_write_is_atomic_and_refuses_to_overwrite_input(tmp_path):
+    path = write_nifti(tmp_path / "x.nii.gz", _volume())
+    image = load_image(path)
+    with pytest.raises(SynthSegError, match="refusing to overwrite an input"):
+        save_image(image, path, protect=(path,))
+    save_image(image, tmp_path / "y.nii.gz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.nii.gz", "y.nii.gz"]  # no temporary left over
+
+
+def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    image = Image(_volume(), np.eye(4))
+
+    def broken(*_a, **_k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(nib, "save", broken)
+    with pytest.raises(OSError):
+        save_image(image, tmp_path / "z.nii.gz")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_bytes(b""), r"empty \(0 bytes\)"),
+    (lambda p: p.write_text("hello"), "not a readable image"),
+    (lambda p: write_nifti(p, np.zeros((8, 8, 8), np.float32)), "same value"),
+    (lambda p: write_nifti(p, np.ones((4, 5), np.float32)), "2D"),
+    (lambda p: write_nifti(p, np.ones((4, 5, 6, 3), np.float32)), "3 frames"),
+    (lambda p: write_nifti(p, np.where(_volume() > 0.5, np.nan, 1).astype(np.float32)), "NaN/Inf"),
+    (lambda p: write_nifti(p, _volume(), np.zeros((4, 4))), "singular"),
+    (lambda p: write_nifti(p, _volume(), np.diag([30.0, 1, 1, 1])), "absurd voxel size"),
+])
+def test_invalid_images_are_refused_naming_the_file(tmp_path, make, message):
+    path = tmp_path / "bad.nii"
+    make(path)
+    with pytest.raises(SynthSegError, match=message) as info:
+        load_image(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_truncated_gzip(tmp_path):
+    path = write_nifti(tmp_path / "t.nii.gz", _volume(shape=(30, 30, 30)))
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(SynthSegError, match="truncated or corrupt|not a readable"):
+        load_image(path)
+
+
+def test_voxel_budget_is_checked_from_the_header(tmp_path):
+    path = write_nifti(tmp_path / "big.nii", _volume())
+    with pytest.raises(SynthSegError, match="memory budget"):
+        load_image(path, max_voxels=100)
+
+
+def test_label_map_detection():
+    labels = np.random.default_rng(0).integers(0, 17, (10, 10, 10)).astype(np.uint8)
+    assert looks_like_label_map(labels) == 17
+    assert looks_like_label_map(_volume()) is None
