@@ -73,6 +73,7 @@ def import_template(path: Path, recipe: Recipe, out_dir: Path, *, spacing: float
         image = image.with_data(np.where(np.isin(image.data, missing), 0, image.data))
     if spacing is not None:
         image = resample_to_spacing(image, spacing, order=0)
+        image = image.with_data(np.rint(image.data).astype(np.int32))
     voxel = image.spacing
     image, _ = crop_to_mask(image, image.data > 0, np.ceil(margin_mm / voxel).astype(int))
     targets = recipe.lookup(image.data, "target")

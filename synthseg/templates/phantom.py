@@ -44,9 +44,9 @@ def make_phantom(spacing: float = 1.0, seed: int = 0, field_of_view=FIELD_OF_VIE
     labels[brain] = 1  # cortex
     labels[(x / (brain_r[0] - 4)) ** 2 + (y / (brain_r[1] - 4)) ** 2 + ((z - 8) / (brain_r[2] - 4)) ** 2
            <= (folds ** -2) * 0.97] = 2  # white matter
-    labels[ellipsoid((0, -48, -40), (50, 28, 22))] = 5  # cerebellar cortex
-    labels[ellipsoid((0, -46, -40), (22, 12, 10))] = 2  # cerebellar white matter
-    labels[ellipsoid((0, -12, -40), (10, 12, 24))] = 2  # brain stem
+    labels[ellipsoid((0, -42, -24), (38, 24, 18))] = 5  # cerebellar cortex
+    labels[ellipsoid((0, -40, -24), (18, 10, 8))] = 2  # cerebellar white matter
+    labels[ellipsoid((0, -14, -34), (10, 12, 22))] = 2  # brain stem
     for side in (-1, 1):
         labels[ellipsoid((side * 9, 4, 18), (5, 26, 9))] = 4  # lateral ventricles
         labels[ellipsoid((side * 10, -10, 6), (8, 14, 8))] = 6  # thalamus
@@ -56,7 +56,7 @@ def make_phantom(spacing: float = 1.0, seed: int = 0, field_of_view=FIELD_OF_VIE
         labels[ellipsoid((side * 10, 20, -4), (4, 4, 4))] = 10  # accumbens
         labels[ellipsoid((side * 24, 0, -20), (5, 6, 5))] = 11  # amygdala
         labels[ellipsoid((side * 28, -18, -16), (5, 16, 5))] = 12  # hippocampus
-        labels[ellipsoid((side * 32, 64, -28), (12, 12, 11))] = 16  # eyes (inside head tissue)
+        labels[ellipsoid((side * 32, 80, -24), (10, 10, 9))] = 16  # eyes (inside head tissue)
     labels[ellipsoid((0, -8, 8), (2, 6, 3))] = 4  # third ventricle
     # falx: a midline sheet of dura above the ventricles, the interhemispheric fissure around it
     top = (np.abs(x) <= 2.5 * max(spacing, 1.0)) & (z > 32) & brain

@@ -1,0 +1,109 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from synthseg.synthesis.config import GeneratorConfig, rendering_config
+from synthseg.synthesis.generator import Generator
+from synthseg.synthesis.intensity import CT_INFERENCE_WINDOW
+from synthseg.synthesis.tissues import TISSUES
+from tests.synthesis.conftest import centre_of
+
+SMALL = dict(patch_size=(24, 24, 24), spacing=4.0)
+
+
+def _generator(phantom_template, **changes):
+    templates, recipe = phantom_template
+    return Generator(templates, recipe, GeneratorConfig(**{**SMALL, **changes}), seed=0)
+
+
+def test_output_shapes_ranges_and_labels(phantom_template):
+    gen = _generator(phantom_template)
+    images, targets, params = gen.batch(gen.next_seeds(3))
+    assert images.shape == (3, 1, 24, 24, 24) and targets.shape == (3, 24, 24, 24)
+    assert images.min() >= 0 and images.max() <= 1 and targets.max() <= 16
+    assert len(params) == 3 and isinstance(params[0].to_dict(), dict)
+
+
+def test_reproducible_and_batch_equals_singles(phantom_template):
+    a, b = _generator(phantom_template), _generator(phantom_template)
+    seeds = [11, 12]
+    images, targets, _ = a.batch(seeds)
+    for i, seed in enumerate(seeds):
+        image, target = b.render(b.sample_params(seed))
+        assert torch.equal(image, images[i, 0]) and torch.equal(target, targets[i])
+    again, _, _ = a.batch(seeds)
+    assert torch.equal(again, images)
+
+
+def test_zero_strength_is_the_identity(phantom_template):
+    templates, recipe = phantom_template
+    labels = templates[0].labels
+    gen = Generator(templates, recipe, rendering_config(labels.shape, 4.0, "t1"), seed=0)
+    params = gen.sample_params(0)
+    params.centre = centre_of(templates[0])
+    _, target = gen.render(params)
+    assert np.array_equal(target.numpy(), labels)
+
+
+def test_std_zero_class_has_one_intensity_and_labels_move_with_the_image(phantom_template):
+    templates, recipe = phantom_template
+    gen = _generator(phantom_template, std=False, texture_probability=0.0, bias_probability=0.0,
+                     noise_probability=0.0, resolution_native_probability=1.0, resolution_isotropic_probability=0.0,
+                     partial_volume_probability=0.0, motion_probability=0.0, mode="mr", mr_prior_probability=0.0,
+                     rotation=20, elastic_std=(3, 3), flip_probability=1.0, background_zero_probability=1.0)
+    for seed in range(3):
+        params = gen.sample_params(seed)
+        image, target = gen.render(params)
+        for t in target.unique():
+            values = image[target == t]
+            assert values.max() - values.min() < 1e-5, f"class {int(t)} has several intensities"
+
+
+def test_ct_values_lie_in_their_hounsfield_ranges(phantom_template):
+    templates, recipe = phantom_template
+    labels = templates[0].labels
+    config = dataclasses.replace(rendering_config(labels.shape, 4.0, "ct"), ct_std=False, noise_probability=0.0)
+    gen = Generator(templates, recipe, config, seed=0)
+    params = gen.sample_params(5)
+    params.centre = centre_of(templates[0])
+    params.ct_window = [-1100.0, 2100.0]  # wide enough to see every tissue
+    image, target = gen.render(params)
+    hu = image * 3200.0 - 1100.0
+    for entry in recipe.labels.values():
+        lo, hi = TISSUES[recipe.classes[entry.intensity_class]].ct
+        values = hu[target == entry.target]
+        if values.numel():
+            assert values.min() >= lo - 1 and values.max() <= hi + 1, entry.name
+    assert params.ct_window != list(CT_INFERENCE_WINDOW)
+
+
+@pytest.mark.parametrize("mode", ["t1", "t2", "flair", "pd"])
+def test_prior_modes_order_tissues_plausibly(phantom_template, mode):
+    templates, recipe = phantom_template
+    labels = templates[0].labels
+    config = dataclasses.replace(rendering_config(labels.shape, 4.0, mode), prior_jitter=0.0, std=False,
+                                 noise_probability=0.0, bias_probability=0.0, texture_probability=0.0)
+    gen = Generator(templates, recipe, config, seed=0)
+    params = gen.sample_params(1)
+    params.centre, params.gamma = centre_of(templates[0]), 1.0
+    image, target = gen.render(params)
+    wm, csf = image[target == 2].mean(), image[target == 3].mean()
+    assert (wm > csf) if mode in ("t1", "flair") else (csf > wm)
+
+
+def test_morphology_and_partial_volume_run(phantom_template):
+    gen = _generator(phantom_template, partial_volume_probability=1.0, morphology_probability=1.0,
+                     cortex_rebuild_probability=1.0)
+    params = gen.sample_params(3)
+    assert params.partial_volume and params.morphology
+    image, target = gen.render(params)
+    assert image.shape == (24, 24, 24) and set(target.unique().tolist()) <= set(range(17))
+
+
+def test_unknown_template_codes_are_refused(phantom_template):
+    templates, recipe = phantom_template
+    bad = dataclasses.replace(templates[0], labels=templates[0].labels.astype(np.int32) + 100)
+    with pytest.raises(ValueError, match="not in recipe"):
+        Generator([bad], recipe, GeneratorConfig(**SMALL))
