@@ -149,7 +149,7 @@ def _check(config: TrainConfig) -> None:
 
 def _build(cls, data: Any, prefix: str):
     if not isinstance(data, dict):
-        raise SynthSegError(f"config section '{prefix or 'root'}' must be a mapping, got {data!r}")
+        raise SynthSegError(f"config section '{prefix.rstrip('.') or 'root'}' must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for key in data:

@@ -38,7 +38,7 @@ def load_template_split(config: TrainConfig):
     """Training and held-out templates with their recipe (``phantom`` = the built-in phantom)."""
     data = config.data
     if data.templates == PHANTOM:
-        spacing = min(1.0, config.generator.spacing / 2)
+        spacing = min(2.0, max(1.0, config.generator.spacing / 2))  # half the working voxel, 1-2 mm
         templates, recipe = phantom_templates(spacing, PHANTOM_SEEDS)
     else:
         if not data.templates:
