@@ -94,6 +94,7 @@ def run_batch(inputs: Sequence[Path], out: Path | None, make_segmenter: Callable
     for path in mine:
         folder = output_folder(path, out)
         target = folder / f"{output_stem(path)}_dseg.nii.gz"
+        _remove_stale_temporaries(folder, output_stem(path))
         if target.exists() and skip_existing:
             report.skipped.append(path)
         elif target.exists() and not overwrite:
@@ -135,6 +136,13 @@ def run_batch(inputs: Sequence[Path], out: Path | None, make_segmenter: Callable
     if bar is not None:
         bar.close()
     return report
+
+
+def _remove_stale_temporaries(folder: Path, stem: str) -> None:
+    """Temporaries of an earlier run that was killed mid-write (outputs only ever appear by rename)."""
+    if folder.is_dir():
+        for stale in folder.glob(f".{stem}_*.tmp*"):
+            stale.unlink(missing_ok=True)
 
 
 def _write_label_table(folder: Path) -> None:

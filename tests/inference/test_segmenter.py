@@ -1,0 +1,98 @@
+import nibabel as nib
+import numpy as np
+import pytest
+
+from synthseg.errors import SynthSegError
+from synthseg.inference.segmenter import Segmenter, segment
+from tests.conftest import write_nifti
+
+
+@pytest.fixture(scope="module")
+def segmenter(tiny_model):
+    return Segmenter(tiny_model, device="cpu")
+
+
+def _reoriented(data, affine, codes):
+    img = nib.Nifti1Image(data, affine)
+    transform = nib.orientations.ornt_transform(nib.io_orientation(affine), nib.orientations.axcodes2ornt(codes))
+    return img.as_reoriented(transform)
+
+
+def _to_ras(img) -> np.ndarray:
+    return np.asarray(nib.as_closest_canonical(img).dataobj)
+
+
+def test_labels_keep_the_input_grid_and_header(segmenter, phantom_t1, tmp_path):
+    path, _, affine = phantom_t1
+    source = nib.load(str(path))
+    source.header.set_qform(affine, code=2)
+    nib.save(source, str(tmp_path / "in.nii.gz"))
+    result = segmenter.segment(tmp_path / "in.nii.gz", posteriors=True)
+    assert result.labels.shape == source.shape and np.allclose(result.labels.affine, source.affine)
+    assert result.labels.get_data_dtype() == np.uint8 and int(result.labels.header["qform_code"]) == 2
+    saved = nib.load(str(result.save(tmp_path / "out")["posteriors"]))
+    assert saved.shape == (*source.shape, 17) and saved.get_data_dtype() == np.uint8
+    assert np.allclose(saved.get_fdata().sum(-1), 1.0, atol=0.05)
+    total = np.prod(source.shape) * np.prod(source.header.get_zooms()) / 1000
+    labels = np.asanyarray(result.labels.dataobj)
+    assert sum(v for k, v in result.volumes.items() if k != "ICV") == pytest.approx(
+        total * (labels > 0).mean(), rel=1e-3)
+    assert set(result.qc) >= {"GM", "Hippo"} and "mean_confidence" in result.qc["GM"]
+
+
+@pytest.mark.parametrize("codes", [("L", "P", "S"), ("L", "I", "A"), ("P", "S", "R")])
+def test_orientations_give_the_same_labels(segmenter, phantom_t1, codes):
+    path, _, affine = phantom_t1
+    data = nib.load(str(path)).get_fdata().astype(np.float32)
+    reference = segmenter.segment(data, affine=affine).labels
+    moved = _reoriented(data, affine, codes)
+    result = segmenter.segment(moved).labels
+    assert nib.aff2axcodes(result.affine) == codes
+    assert np.array_equal(_to_ras(result), _to_ras(reference))
+
+
+def test_oblique_affine_gives_the_same_labels(segmenter, phantom_t1):
+    path, _, affine = phantom_t1
+    data = nib.load(str(path)).get_fdata().astype(np.float32)
+    angle = np.deg2rad(20)
+    rotation = np.eye(4)
+    rotation[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    straight = np.asarray(segmenter.segment(data, affine=affine).labels.dataobj)
+    oblique = segmenter.segment(data, affine=rotation @ affine).labels
+    assert np.allclose(oblique.affine, rotation @ affine)
+    assert np.mean(np.asarray(oblique.dataobj) == straight) > 0.999
+
+
+def test_thick_slices_and_array_api(segmenter, phantom_t1):
+    path, _, affine = phantom_t1
+    data = nib.load(str(path)).get_fdata().astype(np.float32)
+    thick = data[:, :, ::2]
+    thick_affine = affine.copy()
+    thick_affine[:3, 2] *= 2
+    result = segmenter.segment(thick, affine=thick_affine)
+    assert result.labels.shape == thick.shape
+    with pytest.raises(SynthSegError, match="needs its affine"):
+        segmenter.segment(thick)
+
+
+def test_ct_is_recognised_from_hounsfield_units(segmenter, phantom_small, tmp_path):
+    labels, affine = phantom_small
+    hu = np.choose(np.clip(labels, 0, 16), [-1000, 40, 30, 8, 8, 40, 35, 40, 38, 38, 38, 40, 40, 60, 70, 1200,
+                                              20]).astype(np.float32)
+    hu = (hu + np.random.default_rng(0).normal(0, 5, hu.shape)).astype(np.int16)  # CT is never noise-free
+    result = segmenter.segment(write_nifti(tmp_path / "ct.nii.gz", hu, affine))
+    assert result.modality == "ct"
+
+
+def test_one_shot_function_and_save(tiny_model, phantom_t1, tmp_path):
+    path, _, _ = phantom_t1
+    result = segment(path, model=tiny_model, device="cpu")
+    paths = result.save(tmp_path, qc=True)
+    assert paths["labels"].name == "phantom_t1_dseg.nii.gz" and paths["qc"].exists()
+
+
+def test_unknown_model_and_device(tiny_model):
+    with pytest.raises(SynthSegError, match="no such model"):
+        Segmenter("no-such-model")
+    with pytest.raises(SynthSegError, match="device"):
+        Segmenter(tiny_model, device="tpu")
