@@ -1,7 +1,6 @@
-"""The 16 output structures and the code tables that map other label schemes onto them."""
+"""The 16 output structures (:mod:`.protocol`, pure Python) and the code tables that map other label
+schemes onto them (:mod:`.mapping`, imported on demand because it needs NumPy)."""
 
-from synthseg.labels.protocol import STRUCTURES, Structure, NUM_CLASSES, structure_table
-from synthseg.labels.mapping import MAPPINGS, load_mapping, apply_mapping
+from synthseg.labels.protocol import NUM_CLASSES, STRUCTURES, Structure, structure_table
 
-__all__ = ["STRUCTURES", "Structure", "NUM_CLASSES", "structure_table", "MAPPINGS", "load_mapping",
-           "apply_mapping"]
+__all__ = ["STRUCTURES", "Structure", "NUM_CLASSES", "structure_table"]

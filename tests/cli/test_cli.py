@@ -1,0 +1,65 @@
+import json
+import shutil
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+
+from synthseg import __version__
+from synthseg.cli.main import main
+from tests.conftest import write_nifti
+
+
+def test_help_version_and_labels_do_not_import_torch():
+    code = ("import sys; from synthseg.cli.main import main; main(['labels', '--format', 'tsv']);"
+            "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, 'heavy import at parse time'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("index\tname")
+    exe = shutil.which("synthseg")
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True)
+    assert out.stdout.strip() == f"synthseg {__version__}"
+    helps = subprocess.run([exe, "segment", "--help"], capture_output=True, text=True).stdout
+    for option in ("--tta", "--volumes", "--posteriors", "--qc", "--png", "--skip-existing", "--device"):
+        assert option in helps
+
+
+def test_end_to_end_demo_through_the_installed_command(tmp_path, tiny_model):
+    exe = shutil.which("synthseg")
+    proc = subprocess.run([exe, "demo", "-o", str(tmp_path), "--model", str(tiny_model), "--device", "cpu"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    labels = nib.load(str(tmp_path / "phantom_t1_dseg.nii.gz"))
+    image = nib.load(str(tmp_path / "phantom_t1.nii.gz"))
+    assert labels.shape == image.shape and np.allclose(labels.affine, image.affine)
+    assert (tmp_path / "phantom_t1_dseg.png").stat().st_size > 1000
+    assert "results:" in proc.stdout and "Dice against the phantom" in proc.stdout
+
+
+def test_templates_generate_and_evaluate_commands(tmp_path, phantom_small, capsys):
+    labels, affine = phantom_small
+    source = write_nifti(tmp_path / "head.nii.gz", labels.astype(np.int16), affine)
+    assert main(["templates", "import", str(source), "--recipe", "siam16", "-o", str(tmp_path / "lib")]) == 0
+    assert main(["templates", "list", str(tmp_path / "lib")]) == 0
+    assert "head" in capsys.readouterr().out
+    png = tmp_path / "head.png"
+    assert main(["templates", "show", str(tmp_path / "lib" / "head.nii.gz"), "--png", str(png)]) == 0
+    assert png.exists()
+    assert main(["generate", "--templates", str(tmp_path / "lib"), "-n", "2", "-o", str(tmp_path / "gen"),
+                 "--set", "generator.patch_size=[32,32,32]", "--set", "generator.spacing=4.0", "--params"]) == 0
+    pair = tmp_path / "gen" / "sample_000_labels.nii.gz"
+    assert pair.exists() and (tmp_path / "gen" / "montage.png").exists()
+    assert json.loads((tmp_path / "gen" / "sample_001_params.json").read_text())["seed"] >= 0
+    capsys.readouterr()
+    assert main(["evaluate", str(pair), "--reference", str(pair), "--csv", str(tmp_path / "e.csv")]) == 0
+    assert "mean" in capsys.readouterr().out and (tmp_path / "e.csv").read_text().count("\n") > 5
+    assert main(["evaluate", str(pair), str(tmp_path / "gen" / "sample_001_labels.nii.gz"), "--consistency"]) == 0
+
+
+def test_errors_are_one_line_with_non_zero_exit(tmp_path, capsys):
+    assert main(["templates", "list", str(tmp_path / "nowhere")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "nowhere" in err
+    assert main(["train", "-o", str(tmp_path / "run"), "--set", "optim.lrr=1"]) == 1
+    assert "optim.lrr" in capsys.readouterr().err

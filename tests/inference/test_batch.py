@@ -1,0 +1,100 @@
+import csv
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+
+from synthseg.cli.main import main
+from synthseg.inference.batch import collect_inputs
+from tests.conftest import write_nifti
+
+
+def _inputs(tmp_path, phantom_t1, n=3):
+    path, _, affine = phantom_t1
+    import nibabel as nib
+
+    data = nib.load(str(path)).get_fdata().astype(np.float32)
+    folder = tmp_path / "in"
+    return [write_nifti(folder / f"scan{i}.nii.gz", np.roll(data, i, axis=0), affine) for i in range(n)]
+
+
+def test_batch_with_a_corrupt_file_finishes_the_others(tmp_path, phantom_t1, tiny_model, capsys):
+    inputs = _inputs(tmp_path, phantom_t1)
+    corrupt = tmp_path / "in" / "broken.nii.gz"
+    corrupt.write_bytes(b"\x1f\x8b garbage")
+    out = tmp_path / "out"
+    code = main(["segment", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_model), "--device", "cpu",
+                 "--volumes", str(tmp_path / "vol.csv"), "--qc", "--png"])
+    err = capsys.readouterr().err
+    assert code == 1 and "broken.nii.gz" in err and err.count("failed:") == 1
+    for path in inputs:
+        stem = path.name[:-7]
+        assert (out / f"{stem}_dseg.nii.gz").exists() and (out / f"{stem}_dseg.png").exists()
+        assert (out / f"{stem}_qc.json").exists()
+    assert not (out / "broken_dseg.nii.gz").exists()
+    rows = list(csv.DictReader(open(tmp_path / "vol.csv")))
+    assert len(rows) == 3 and float(rows[0]["ICV"]) > 0
+    assert (out / "dseg.tsv").exists() and (out / "synthseg_provenance.json").exists()
+
+
+def test_skip_existing_really_skips_and_existing_outputs_are_protected(tmp_path, phantom_t1, tiny_model, capsys):
+    inputs = _inputs(tmp_path, phantom_t1, n=2)
+    args = ["segment", *map(str, inputs), "--model", str(tiny_model), "--device", "cpu"]
+    assert main(args) == 0
+    output = inputs[0].parent / "scan0_dseg.nii.gz"  # next to the input when -o is omitted
+    before = output.stat().st_mtime_ns
+    assert main(args + ["--skip-existing"]) == 0
+    assert "skipped 2" in capsys.readouterr().out and output.stat().st_mtime_ns == before
+    assert main(args) == 1
+    assert "output exists" in capsys.readouterr().err
+    assert main(args + ["--overwrite"]) == 0 and output.stat().st_mtime_ns != before
+
+
+def test_list_files_folders_and_recursion(tmp_path, phantom_t1):
+    inputs = _inputs(tmp_path, phantom_t1, n=2)
+    nested = tmp_path / "in" / "sub"
+    nested.mkdir()
+    (nested / "deep.nii").write_bytes(inputs[0].read_bytes())
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# scans\n{inputs[0]}\nin/scan1.nii.gz\n")
+    found, errors = collect_inputs([listing])
+    assert found == [inputs[0], tmp_path / "in" / "scan1.nii.gz"] and not errors
+    assert len(collect_inputs([tmp_path / "in"])[0]) == 2
+    assert len(collect_inputs([tmp_path / "in"], recursive=True)[0]) == 3
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "holds no images" in collect_inputs([empty])[1][0]
+
+
+KILL_ON_SECOND = """
+import os, signal, sys
+import nibabel as nib
+from synthseg.cli.main import main
+real = nib.save
+calls = {"n": 0}
+def dying(img, path, *a, **k):
+    calls["n"] += 1
+    if calls["n"] == 2:
+        with open(path, "wb") as handle:
+            handle.write(b"half")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(img, path, *a, **k)
+nib.save = dying
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_interrupted_run_leaves_no_partial_output_and_skip_existing_completes_it(tmp_path, phantom_t1, tiny_model):
+    _inputs(tmp_path, phantom_t1, n=3)
+    out = tmp_path / "out"
+    args = ["segment", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_model), "--device", "cpu"]
+    proc = subprocess.run([sys.executable, "-c", KILL_ON_SECOND, *args], capture_output=True)
+    assert proc.returncode == -signal.SIGKILL
+    visible = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert [n for n in visible if n.endswith("_dseg.nii.gz")] == ["scan0_dseg.nii.gz"]
+    assert main(args + ["--skip-existing"]) == 0
+    names = sorted(os.listdir(out))
+    assert [n for n in names if n.endswith("_dseg.nii.gz")] == [f"scan{i}_dseg.nii.gz" for i in range(3)]
+    assert not [n for n in names if ".tmp" in n]
