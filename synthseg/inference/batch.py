@@ -120,6 +120,8 @@ def run_batch(inputs: Sequence[Path], out: Path | None, make_segmenter: Callable
             report.done.append(paths["labels"])
             report.rows.append({"input": str(path), **result.volumes})
             report.timings[str(path)] = {**result.timings, "modality": result.modality}
+            for warning in result.warnings:
+                announce(f"{path}: warning: {warning}")
             flagged = [k for k, v in result.qc.items() if v.get("volume_flag", "ok") != "ok"]
             if qc and flagged:
                 announce(f"{path}: QC volume flags for {', '.join(flagged)}")

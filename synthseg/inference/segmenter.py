@@ -20,7 +20,8 @@ import torch
 
 from synthseg.device import resolve_device
 from synthseg.errors import SynthSegError
-from synthseg.io.geometry import BoundingBox, grid_for_spacing, pad_to_shape, resample_to_grid, to_canonical
+from synthseg.io.geometry import (BoundingBox, argmax_to_grid, grid_for_spacing, pad_to_shape, resample_to_grid,
+                                  to_canonical)
 from synthseg.io.image import Image, load_image, looks_like_label_map, save_image, validate_image, write_atomic
 from synthseg.inference.model import LoadedModel, load_model
 from synthseg.inference.preprocessing import detect_modality, head_box_mask, normalize
@@ -40,7 +41,7 @@ class SegmentationResult:
     timings: dict[str, float]
     posteriors: nib.Nifti1Image | None = None
     source: Path | None = None
-    extra: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def save(self, folder: str | Path, stem: str | None = None, qc: bool = False) -> dict[str, Path]:
         """Write ``<stem>_dseg.nii.gz`` (plus ``_probseg.nii.gz`` and ``_qc.json`` when present/asked).
@@ -124,7 +125,7 @@ class Segmenter:
         t = time.perf_counter()
         full = pad_to_shape(probs, box, fill=0.0)
         full[0][~_inside(box)] = 1.0  # outside the head crop: background
-        labels = resample_to_grid(full, work_affine, image.shape, image.affine, order=1, reduce="argmax")
+        labels = argmax_to_grid(full, work_affine, image.shape, image.affine)
         post_img = None
         if posteriors:
             post = resample_to_grid(full, work_affine, image.shape, image.affine, order=1)
@@ -135,7 +136,7 @@ class Segmenter:
         qc = self._qc(probs, volumes)
         timings["total_s"] = time.perf_counter() - start
         return SegmentationResult(label_img, volumes, qc, modality, {k: round(v, 3) for k, v in timings.items()},
-                                  post_img, image.path)
+                                  post_img, image.path, warnings=list(image.meta.get("warnings", [])))
 
     # ------------------------------------------------------------------ steps
     @classmethod

@@ -7,6 +7,7 @@ given as a folder (SimpleITK). Every problem is a :class:`SynthSegError` naming 
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import tempfile
 import zlib
@@ -117,7 +118,8 @@ def load_image(path: str | Path, *, validate: bool = True, labels: bool = False,
 
 def _load_nibabel(path: Path, max_voxels: int | None = None) -> Image:
     try:
-        img = nib.load(str(path))
+        with _NibabelRepairs() as repairs:
+            img = nib.load(str(path))
         header = img.header
         shape = tuple(int(n) for n in img.shape)
     except Exception as error:  # nibabel raises many types for garbage files
@@ -142,7 +144,29 @@ def _load_nibabel(path: Path, max_voxels: int | None = None) -> Image:
         raise SynthSegError(f"file is truncated or corrupt ({_short(error)})", path) from None
     data = np.asarray(data).reshape(shape)
     return Image(data, np.asarray(img.affine, dtype=float), header=header if isinstance(
-        header, nib.Nifti1Header) else None, path=path)
+        header, nib.Nifti1Header) else None, path=path, meta={"warnings": repairs.messages})
+
+
+class _NibabelRepairs(logging.Handler):
+    """Collects the header repairs nibabel makes while loading (e.g. negative voxel sizes made
+    positive), so they reach the user as warnings instead of stray log lines."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+        self.logger = logging.getLogger("nibabel.global")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(f"header repaired on load: {record.getMessage()}")
+
+    def __enter__(self) -> "_NibabelRepairs":
+        self.previous = (self.logger.handlers[:], self.logger.propagate)
+        self.logger.handlers[:] = [self]
+        self.logger.propagate = False
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.logger.handlers[:], self.logger.propagate = self.previous
 
 
 def _load_dicom(path: Path) -> Image:
