@@ -211,6 +211,28 @@ class Trainer:
                 "val_dice_brain": float(np.mean(brain)) if brain else 0.0,
                 "val_dice": {str(k): round(v, 4) for k, v in scores.items()}}
 
+    def validate_real(self) -> dict:
+        """Mean Dice per structure on real images with reference labels (``validation.real_*``)."""
+        from synthseg.evaluation.evaluate import evaluate_files, summary
+        from synthseg.inference.segmenter import Segmenter, output_stem
+        from synthseg.io.image import IMAGE_SUFFIXES
+
+        v = self.config.validation
+        images = sorted(p for p in Path(v.real_images).iterdir() if p.name.endswith(IMAGE_SUFFIXES))
+        labels = sorted(p for p in Path(v.real_labels).iterdir() if p.name.endswith(IMAGE_SUFFIXES))
+        images, labels = images[: v.real_max_cases], labels[: v.real_max_cases]
+        card = {"spacing_mm": self.config.generator.spacing, "patch_size": list(self.config.generator.patch_size)}
+        segmenter = Segmenter.from_network(self.model, card, device=str(self.device))
+        folder = self.run_dir / "real_validation"
+        predictions = []
+        for image in images:
+            result = segmenter.segment(image)
+            predictions.append(result.save(folder, output_stem(image))["labels"])
+        rows = [r for case in evaluate_files(predictions, labels, v.real_mapping, hd95=False) for r in case.rows]
+        scores = summary(rows, "dice")
+        return {"real_dice_mean": float(np.mean(list(scores.values()))) if scores else 0.0,
+                "real_dice": {k: round(x, 4) for k, x in scores.items()}}
+
     def save_png(self, step: int) -> None:
         from synthseg.viz import montage, save_png
 
@@ -260,8 +282,11 @@ class Trainer:
         self._install_signals()
         writer = self._tensorboard()
         csv_path = self.run_dir / "log.csv"
-        fields = ["step", "loss", "lr", "generate_s", "step_s", "val_dice_mean", "val_dice_brain", "time"]
+        fields = ["step", "loss", "lr", "generate_s", "step_s", "val_dice_mean", "val_dice_brain", "real_dice_mean",
+                  "time"]
         new_csv = not csv_path.exists()
+        if not new_csv:  # resuming: keep the columns the log was started with
+            fields = csv_path.read_text().splitlines()[0].split(",")
         csv_file = open(csv_path, "a", newline="") if self.rank == 0 else None
         log_csv = csv.DictWriter(csv_file, fieldnames=fields, extrasaction="ignore") if csv_file else None
         if log_csv and new_csv:
@@ -283,6 +308,14 @@ class Trainer:
                     self.history.append({"step": self.step, **metrics})
                     self.log(f"step {self.step}: val Dice mean {metrics['val_dice_mean']:.3f} "
                              f"brain {metrics['val_dice_brain']:.3f} {metrics['val_dice']}")
+                v = self.config.validation
+                if self.rank == 0 and v.real_images and v.real_labels and self.step % v.real_every == 0:
+                    real = self.validate_real()
+                    metrics.update(real)
+                    row["real_dice_mean"] = real["real_dice_mean"]
+                    if self.history and self.history[-1]["step"] == self.step:
+                        self.history[-1].update(real)
+                    self.log(f"step {self.step}: real Dice mean {real['real_dice_mean']:.3f} {real['real_dice']}")
                 if self.rank == 0 and (self.step % loop.log_every == 0 or validate):
                     log_csv.writerow(row)
                     csv_file.flush()
