@@ -64,7 +64,7 @@ def cmd_segment(args: Namespace) -> int:
 
     def make() -> Segmenter:
         segmenters.append(Segmenter(args.model, device=device, tta=args.tta, threads=args.threads,
-                                    modality=args.modality))
+                                    modality=args.modality, amp=args.amp))
         return segmenters[0]
 
     report = batch.run_batch(inputs, out, make, posteriors=args.posteriors, qc=args.qc, png=args.png,

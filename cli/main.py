@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action="store_true", help="left/right flip test-time augmentation (2x slower)")
     p.add_argument("--modality", default="auto", choices=["auto", "mr", "ct"],
                    help="intensity handling: auto recognises CT from its Hounsfield range")
+    p.add_argument("--amp", default="auto", choices=["auto", "off", "bf16", "fp16"],
+                   help="autocast: auto = bf16 on GPUs and on CPUs with native bf16, else fp32")
     p.add_argument("--volumes", metavar="CSV", help="write structure volumes (ml) of the whole batch to CSV")
     p.add_argument("--posteriors", action="store_true", help="also write class probabilities (_probseg)")
     p.add_argument("--qc", action="store_true", help="write per-structure confidence and volume flags (_qc.json)")

@@ -29,3 +29,30 @@ def resolve_device(spec: str = "auto") -> torch.device:
     if device.type not in ("cpu", "cuda", "mps"):
         raise SynthSegError(f"unsupported device '{spec}'")
     return device
+
+
+def native_bf16_cpu() -> bool:
+    """Whether this CPU computes bf16 natively (AMX or AVX512-BF16). Only then is bf16 autocast
+    faster than fp32 on the CPU (measured: 2.3x faster training steps with AMX; 20-150x slower on
+    AVX2-only CPUs, which emulate it)."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = handle.read()
+    except OSError:
+        return False
+    return ("amx_bf16" in flags or "avx512_bf16" in flags) and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for an ``amp`` setting (auto | off | bf16 | fp16) on ``device``; None = fp32."""
+    if amp == "off":
+        return None
+    if amp == "fp16":
+        return torch.float16
+    if amp == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and native_bf16_cpu():
+        return torch.bfloat16
+    return None

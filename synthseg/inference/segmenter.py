@@ -18,7 +18,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from synthseg.device import resolve_device
+from synthseg.device import autocast_dtype, resolve_device
 from synthseg.errors import SynthSegError
 from synthseg.io.geometry import (BoundingBox, argmax_to_grid, grid_for_spacing, pad_to_shape, resample_to_grid,
                                   to_canonical)
@@ -82,7 +82,7 @@ class Segmenter:
 
     def __init__(self, model: str | Path | None = None, device: str = "auto", tta: bool = False,
                  threads: int | None = None, modality: str = "auto", overlap: float = 0.5,
-                 verbose: bool = False) -> None:
+                 amp: str = "auto") -> None:
         if threads:
             torch.set_num_threads(int(threads))
         self.device = resolve_device(device)
@@ -90,7 +90,7 @@ class Segmenter:
         self.tta = tta
         self.modality = modality
         self.overlap = overlap
-        self.verbose = verbose
+        self.amp = amp
 
     @classmethod
     def from_network(cls, network: torch.nn.Module, card: dict, device: str = "cpu", **options) -> "Segmenter":
@@ -101,7 +101,7 @@ class Segmenter:
         self.tta = options.get("tta", False)
         self.modality = options.get("modality", "auto")
         self.overlap = options.get("overlap", 0.5)
-        self.verbose = options.get("verbose", False)
+        self.amp = options.get("amp", "auto")
         return self
 
     @property
@@ -188,9 +188,14 @@ class Segmenter:
 
         def run(device: torch.device) -> torch.Tensor:
             net = self.loaded.network.to(device)
+            dtype = autocast_dtype(self.amp, device)
 
             def predictor(batch: torch.Tensor) -> torch.Tensor:
-                return torch.softmax(net(batch), dim=1)
+                if dtype is None:
+                    return torch.softmax(net(batch), dim=1)
+                with torch.autocast(device.type, dtype=dtype):
+                    logits = net(batch)
+                return torch.softmax(logits.float(), dim=1)
 
             out = sliding_window_inference(tensor, roi, 1, predictor, overlap=self.overlap, mode="gaussian",
                                            sw_device=device, device=torch.device("cpu"))

@@ -13,17 +13,17 @@ single samples with the same seeds), then :meth:`Generator.render` applies them 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from synthseg.labels.protocol import NUM_CLASSES
 from synthseg.synthesis import acquisition, intensity, morphology
 from synthseg.synthesis.config import GeneratorConfig
 from synthseg.synthesis.params import chance, uniform
-from synthseg.synthesis.spatial import affine_matrix, grid_coordinates, smooth_displacement
+from synthseg.synthesis.spatial import affine_matrix, smooth_displacement
 from synthseg.synthesis.tissues import MR_CONTRASTS
 from synthseg.templates.library import Template
 from synthseg.templates.recipe import Recipe
@@ -86,8 +86,10 @@ class Generator:
         self.tissues = [recipe.classes[c] for c in classes]
         index_class = [classes.index(recipe.labels[c].intensity_class) if c in recipe.labels else 0 for c in codes]
         index_target = [recipe.labels[c].target if c in recipe.labels else 0 for c in codes]
+        if len(codes) > 255:
+            raise ValueError(f"recipe '{recipe.name}' has {len(codes)} codes; the generator supports up to 255")
         self.index_class = torch.tensor(index_class, device=self.device)
-        self.index_target = torch.tensor(index_target, device=self.device)
+        self.index_target = torch.tensor(index_target, dtype=torch.uint8, device=self.device)
         self.background_class = index_class[0]
         csf = [i for i, t in enumerate(index_target) if t == 3]
         self.csf_index = csf[0] if csf else 0
@@ -102,7 +104,8 @@ class Generator:
             centre = (t.affine @ np.append((lo + hi) / 2, 1))[:3]
             extent = (hi - lo + 1) * np.sqrt((t.affine[:3, :3] ** 2).sum(0))
             self.templates.append(dict(name=t.name, index=index.reshape(-1), shape=t.labels.shape,
-                                       world_to_vox=np.linalg.inv(t.affine), centre=centre, extent=extent))
+                                       world_to_vox=np.linalg.inv(t.affine), centre=centre, extent=extent,
+                                       spacing=float(np.sqrt((t.affine[:3, :3] ** 2).sum(0)).min())))
 
     # ------------------------------------------------------------------ sampling
     def sample_params(self, seed: int) -> SampleParams:
@@ -110,9 +113,11 @@ class Generator:
         cfg, rng = self.cfg, torch.Generator().manual_seed(int(seed))
         n_classes = len(self.tissues)
         template = int(torch.randint(len(self.templates), (), generator=rng))
-        pv = chance(rng, cfg.partial_volume_probability)
-        render_spacing = cfg.spacing / 2 if pv else cfg.spacing
         tpl = self.templates[template]
+        # partial volume: render at half the output voxel, which only adds information when the
+        # template is at least that fine (a 1 mm template rendered for a 2 mm output, not for 1 mm)
+        pv = chance(rng, cfg.partial_volume_probability) and cfg.spacing >= 1.5 * tpl["spacing"]
+        render_spacing = cfg.spacing / 2 if pv else cfg.spacing
         fov = np.asarray(cfg.patch_size) * cfg.spacing
         crop_range = np.maximum(0.0, (tpl["extent"] - fov) / 2)
         t_lo, t_hi = cfg.translation or (0.0, 0.0)
@@ -206,15 +211,22 @@ class Generator:
         return native
 
     # ------------------------------------------------------------------ rendering
-    def render(self, params: SampleParams) -> tuple[torch.Tensor, torch.Tensor]:
-        """Apply one sample's parameters: returns image ``(X, Y, Z)`` in [0, 1] and targets ``(X, Y, Z)``."""
+    def render(self, params: SampleParams, timings: dict[str, float] | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Apply one sample's parameters: returns image ``(X, Y, Z)`` in [0, 1] and targets ``(X, Y, Z)``.
+
+        ``timings``, when given, accumulates seconds per stage (for benchmarks).
+        """
         cfg, dev = self.cfg, self.device
+        clock = _StageClock(timings, dev)
         fields = torch.Generator(device=dev).manual_seed(params.fields_seed)
         factor = 2 if params.partial_volume else 1
         shape = tuple(factor * n - (factor - 1) for n in cfg.patch_size)
         spacing = cfg.spacing / factor
         labels = self._sample_labels(params, shape, spacing, fields)
-        labels = self._apply_morphology(labels, params.morphology)
+        clock("shape")
+        labels = self._apply_morphology(labels, params.morphology).long()
+        clock("morphology")
         targets = self.index_target[labels]
         if factor == 2:
             targets = targets[::2, ::2, ::2]
@@ -226,20 +238,25 @@ class Generator:
             coarse = torch.randn([max(2, n // 8) for n in shape], generator=fields, device=dev)
             image = image * (1 + params.texture_strength * intensity.smooth_field(coarse, shape).clamp(-2, 2))
         del labels, classes
+        clock("intensities")
         if factor == 2:
             image = acquisition.pool_partial_volume(image)
         out_shape = image.shape
+        clock("partial_volume")
         if params.bias_std > 0:
             g = cfg.bias_grid
             log_field = params.bias_std * torch.randn((g, g, g), generator=fields, device=dev)
             image = image * torch.exp(intensity.smooth_field(log_field, out_shape))
+        clock("bias")
         image = acquisition.simulate_resolution(image, cfg.spacing, params.low_res)
+        clock("resolution")
         if params.motion_shifts is not None:
             n = out_shape[params.motion_axis]
             shots = len(params.motion_shifts)
             edges = [round(i * n / shots) for i in range(shots + 1)]
             image = acquisition.kspace_motion(image, params.motion_axis, edges,
                                               torch.tensor(params.motion_shifts, device=dev))
+        clock("motion")
         if params.modality == "ct":
             sigma = params.noise_std * 200.0  # HU
             noise = torch.randn(out_shape, generator=fields, device=dev)
@@ -251,46 +268,59 @@ class Generator:
             noise_b = torch.randn(out_shape, generator=fields, device=dev) if params.rician else noise_a
             image = acquisition.add_noise(image, params.noise_std * float(scale), params.rician, noise_a, noise_b)
             image = intensity.normalize_mr(image.clamp(min=0)) ** params.gamma
+        clock("noise_gamma_normalise")
         if any(params.fov_cut):
             keep = acquisition.cut_field_of_view(out_shape, params.fov_cut[0], params.fov_cut[1], dev)
             image = torch.where(keep, image, torch.zeros((), device=dev))
             targets = torch.where(keep, targets, torch.zeros((), dtype=targets.dtype, device=dev))
         if params.flip:
             image, targets = image.flip(0), targets.flip(0)
-        return image.contiguous(), targets.long().contiguous()
+        image, targets = image.contiguous(), targets.long().contiguous()
+        clock("cut_flip")
+        return image, targets
 
     def _sample_labels(self, params: SampleParams, shape, spacing: float, fields: torch.Generator) -> torch.Tensor:
-        """Template label indices at the world positions of the render grid (nearest neighbour)."""
+        """Template label indices at the world positions of the render grid (nearest neighbour).
+
+        The affine part is a sum of three broadcast 1-D ramps (no coordinate grid is built); only
+        the elastic displacement is a full field.
+        """
         dev = self.device
         tpl = self.templates[params.template]
-        coords = grid_coordinates(shape, spacing, dev)
+        matrix = affine_matrix(torch.tensor(params.rotation), torch.tensor(params.scaling), torch.tensor(params.shear))
+        world_to_vox = torch.tensor(tpl["world_to_vox"], dtype=torch.float64)
+        total = (world_to_vox[:3, :3] @ matrix).float().to(dev)  # patch mm → template voxels
+        offset = (world_to_vox[:3, :3] @ torch.tensor(params.centre, dtype=torch.float64) + world_to_vox[:3, 3])
+        ramps = [(torch.arange(n, device=dev, dtype=torch.float32) - (n - 1) / 2) * spacing for n in shape]
+        views = [(-1, 1, 1), (1, -1, 1), (1, 1, -1)]
+        disp = None
         if params.elastic_std > 0:
             ctrl = [max(2, int(math.ceil(n * spacing / self.cfg.elastic_spacing)) + 1) for n in shape]
             noise = torch.randn((3, *ctrl), generator=fields, device=dev)
-            coords = coords + smooth_displacement(noise, params.elastic_std, shape, spacing)
-        matrix = affine_matrix(torch.tensor(params.rotation), torch.tensor(params.scaling), torch.tensor(params.shear))
-        world_to_vox = torch.tensor(tpl["world_to_vox"], dtype=torch.float64)
-        total = world_to_vox[:3, :3] @ matrix  # patch mm → template voxels
-        offset = world_to_vox[:3, :3] @ torch.tensor(params.centre, dtype=torch.float64) + world_to_vox[:3, 3]
-        vox = torch.einsum("ij,jxyz->ixyz", total.float().to(dev), coords) + offset.float().to(dev).view(3, 1, 1, 1)
-        del coords
-        vox = torch.round(vox).long()
+            disp = smooth_displacement(noise, params.elastic_std, shape, spacing)
         size = tpl["shape"]
-        inside = ((vox[0] >= 0) & (vox[0] < size[0]) & (vox[1] >= 0) & (vox[1] < size[1])
-                  & (vox[2] >= 0) & (vox[2] < size[2]))
-        flat = (vox[0].clamp(0, size[0] - 1) * size[1] + vox[1].clamp(0, size[1] - 1)) * size[2] \
-            + vox[2].clamp(0, size[2] - 1)
-        labels = tpl["index"][flat].long()
-        return torch.where(inside, labels, torch.zeros((), dtype=torch.long, device=dev))
+        flat = None
+        inside = torch.ones(shape, dtype=torch.bool, device=dev)
+        for c in range(3):
+            vox = float(offset[c]) + sum(total[c, a] * ramps[a].view(views[a]) for a in range(3))
+            if disp is not None:
+                vox = vox + (total[c, 0] * disp[0] + total[c, 1] * disp[1] + total[c, 2] * disp[2])
+            vox = torch.round(vox).to(torch.int32)
+            inside &= (vox >= 0) & (vox < size[c])
+            vox = vox.clamp_(0, size[c] - 1)
+            stride = size[1] * size[2] if c == 0 else size[2] if c == 1 else 1
+            flat = vox.long() * stride if flat is None else flat + vox * stride
+        labels = tpl["index"][flat]
+        return torch.where(inside, labels, torch.zeros((), dtype=labels.dtype, device=dev))
 
     def _apply_morphology(self, labels: torch.Tensor, steps: dict[str, int]) -> torch.Tensor:
         m = morphology
         if steps.get("rebuild"):
-            labels = m.rebuild_cortex(labels, self.index_target[labels], self.csf_index, steps["rebuild"])
+            labels = m.rebuild_cortex(labels, self.index_target[labels.long()], self.csf_index, steps["rebuild"])
         for rule, (first, second) in {"cortex_csf": (m.CORTEX, m.CSF), "cortex_wm": (m.CORTEX, m.WM),
                                       "nuclei_wm": (m.NUCLEI, m.WM), "dura_csf": (m.DURA, m.CSF)}.items():
             if steps.get(rule):
-                labels = m.shift_boundary(labels, self.index_target[labels], first, second, steps[rule])
+                labels = m.shift_boundary(labels, self.index_target[labels.long()], first, second, steps[rule])
         return labels
 
     def output_affine(self, params: SampleParams) -> np.ndarray:
@@ -321,6 +351,18 @@ class Generator:
         return images, targets
 
 
-def one_hot(targets: torch.Tensor) -> torch.Tensor:
-    """``(B, X, Y, Z)`` targets → ``(B, 17, X, Y, Z)`` float one-hot (soft-target compatible)."""
-    return torch.nn.functional.one_hot(targets, NUM_CLASSES).permute(0, 4, 1, 2, 3).float()
+class _StageClock:
+    """Adds the seconds since the previous call to ``timings[stage]`` (no-op without a dict)."""
+
+    def __init__(self, timings: dict[str, float] | None, device: torch.device) -> None:
+        self.timings, self.device = timings, device
+        self.last = time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        if self.timings is None:
+            return
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        self.timings[stage] = self.timings.get(stage, 0.0) + now - self.last
+        self.last = now

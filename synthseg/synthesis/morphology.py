@@ -1,8 +1,9 @@
 """Local morphology: constrained growth of one group of structures into a neighbouring group.
 
-All operations are max-pooling steps on the label grid (one step = one voxel, face and diagonal
-neighbours), so they run batched on any device. Labels are generation-label *indices*; groups are
-given by target ids so a rule reads like anatomy ("cortex grows into CSF by 2 voxels").
+All operations are maximum-filter steps on the label grid (one step = one voxel, face and diagonal
+neighbours), so they run on any device. Labels are generation-label *indices* (uint8: 1 byte per
+voxel keeps these memory-bound passes cheap); groups are given by target ids so a rule reads like
+anatomy ("cortex grows into CSF by 2 voxels").
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ NUCLEI = (6, 7, 8, 9, 10)
 
 
 def _in(targets: torch.Tensor, group: tuple[int, ...]) -> torch.Tensor:
-    lut = torch.zeros(max(int(targets.max()), max(group)) + 1, dtype=torch.bool, device=targets.device)
-    lut[list(group)] = True
-    return lut[targets]
+    mask = targets == group[0]
+    for target in group[1:]:
+        mask |= targets == target
+    return mask
 
 
 def max_filter(volume: torch.Tensor) -> torch.Tensor:
@@ -49,10 +51,10 @@ def grow(labels: torch.Tensor, targets: torch.Tensor, source: tuple[int, ...], i
     if steps <= 0:
         return labels
     src = _in(targets, source)
-    codes = torch.where(src, labels.float() + 1, torch.zeros((), device=labels.device))
+    codes = torch.where(src, labels + 1, torch.zeros((), dtype=labels.dtype, device=labels.device))
     codes = _spread(codes, _in(targets, into), steps)
     grown = (codes > 0) & ~src
-    return torch.where(grown, codes.long() - 1, labels)
+    return torch.where(grown, codes - 1, labels)
 
 
 def shift_boundary(labels: torch.Tensor, targets: torch.Tensor, first: tuple[int, ...],
@@ -69,12 +71,12 @@ def rebuild_cortex(labels: torch.Tensor, targets: torch.Tensor, csf_label: int, 
     cortex = _in(targets, CORTEX)
     if steps <= 0 or not cortex.any():
         return labels
-    zero = torch.zeros((), device=labels.device)
-    near_cortex = _spread(cortex.float(), torch.ones_like(cortex), steps) > 0
+    zero = torch.zeros((), dtype=labels.dtype, device=labels.device)
+    near_cortex = _spread(cortex.to(torch.uint8), torch.ones_like(cortex), steps) > 0
     region = (cortex | _in(targets, CSF)) & near_cortex
     # the cortical label each region voxel would take: the nearest old cortex label
-    cortical_codes = _spread(torch.where(cortex, labels.float() + 1, zero), region, 2 * steps)
-    wm_front = _spread(_in(targets, WM).float(), region, steps) > 0
+    cortical_codes = _spread(torch.where(cortex, labels + 1, zero), region, 2 * steps)
+    wm_front = _spread(_in(targets, WM).to(torch.uint8), region, steps) > 0
     new_cortex = region & wm_front & (cortical_codes > 0)
     out = torch.where(cortex, torch.full_like(labels, csf_label), labels)
-    return torch.where(new_cortex, cortical_codes.long() - 1, out)
+    return torch.where(new_cortex, cortical_codes - 1, out)

@@ -54,7 +54,7 @@ class LoopConfig:
     steps: int = 20000
     batch_size: int = 1
     device: str = "auto"  # auto | cpu | cuda[:N] | mps
-    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU where it is slower) | off | bf16 | fp16
+    amp: str = "auto"  # auto (bf16 on CUDA and on CPUs with native bf16, else off) | off | bf16 | fp16
     threads: int = 0  # CPU threads, 0 = torch's default
     seed: int = 0
     log_every: int = 10

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from synthseg.device import resolve_device
+from synthseg.device import autocast_dtype, resolve_device
 from synthseg.errors import SynthSegError
 from synthseg.evaluation.metrics import dice_per_label
 from synthseg.labels.protocol import NUM_CLASSES
@@ -102,7 +102,7 @@ class Trainer:
         o = config.optim
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, o.warmup_steps, o.total_steps, o.min_lr_ratio))
-        self.amp_dtype = self._amp_dtype(loop.amp)
+        self.amp_dtype = autocast_dtype(loop.amp, self.device)
         self.step = 0
         self.best = -1.0
         self.history: list[dict] = []
@@ -113,13 +113,6 @@ class Trainer:
         self.val_set = self._make_validation_set(held, recipe)
 
     # ------------------------------------------------------------------ setup helpers
-    def _amp_dtype(self, amp: str) -> torch.dtype | None:
-        if amp == "off" or (amp == "auto" and self.device.type != "cuda"):
-            return None  # bf16 convolutions are ~20-150x slower than fp32 on AVX2-only CPUs (measured)
-        if amp == "fp16":
-            return torch.float16
-        return torch.bfloat16
-
     @staticmethod
     def _seed_everything(seed: int) -> None:
         random.seed(seed)
@@ -276,7 +269,8 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:
             (self.run_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
-            self.log(f"training on {self.device} ({self.world} process(es)); {count_parameters(self.model):,} "
+            self.log(f"training on {self.device} ({self.world} process(es), autocast {self.amp_dtype or 'off'}); "
+                     f"{count_parameters(self.model):,} "
                      f"parameters; templates: {len(self.template_names)} train, held out: "
                      f"{', '.join(self.holdout_names)}")
         self._install_signals()
@@ -300,7 +294,7 @@ class Trainer:
                 row["time"] = round(time.time(), 1)
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{row['loss']:.3f}", gen=f"{row['generate_s']:.2f}s")
+                    bar.set_postfix(loss=f"{row['loss']:.3f}", gen=f"{row['generate_s']:.2f}s", refresh=False)
                 validate = self.step % loop.val_every == 0 or self.step == loop.steps
                 if validate and self.rank == 0:
                     metrics = self.validate()

@@ -95,7 +95,7 @@ def test_prior_modes_order_tissues_plausibly(phantom_template, mode):
 
 def test_morphology_and_partial_volume_run(phantom_template):
     gen = _generator(phantom_template, partial_volume_probability=1.0, morphology_probability=1.0,
-                     cortex_rebuild_probability=1.0)
+                     cortex_rebuild_probability=1.0, spacing=8.0)  # 8 mm output from the 4 mm phantom
     params = gen.sample_params(3)
     assert params.partial_volume and params.morphology
     image, target = gen.render(params)

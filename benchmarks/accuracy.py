@@ -1,0 +1,175 @@
+"""Accuracy of a model (default: the shipped one) — the five measurements of the model card:
+
+1. synthetic held-out: the held-out templates rendered as T1/T2/FLAIR/PD/CT at 1 mm and with
+   thick slices (6 mm along one axis, sampled on that thick grid), Dice per structure;
+2. real T1: the 21 IXI scans against their MUSE labels, Dice per brain structure;
+3. contrast invariance: Dice between the T1, T2 and FLAIR results of one stroke patient;
+4. FreeSurfer "bert": norm.mgz against aseg.mgz;
+5. a PNG of the whole-head T1 ``chris_t1`` with the label overlay.
+
+    python benchmarks/accuracy.py [--model NAME] [--templates work/templates/aseg-charm] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _common import SHARED, header
+
+BRAIN = ["GM", "WM", "CSF", "CSFv", "cerGM", "Thal", "Pal", "Put", "Caud", "Accu", "Amyg", "Hippo"]
+
+
+def mean(values) -> float:
+    values = [v for v in values if not (isinstance(v, float) and math.isnan(v))]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def synthetic_heldout(segmenter, folder: Path, names: list[str]) -> dict:
+    from synthseg.evaluation.metrics import dice
+    from synthseg.io.image import Image
+    from synthseg.labels.protocol import STRUCTURES
+    from synthseg.synthesis.config import rendering_config
+    from synthseg.synthesis.generator import Generator
+    from synthseg.synthesis.intensity import CT_INFERENCE_WINDOW
+    from synthseg.templates.library import load_templates
+
+    templates, recipe = load_templates(folder, names=names)
+    results = {}
+    for template in templates:
+        shape = template.labels.shape
+        centre = list(template.affine[:3, :3] @ ((np.asarray(shape) - 1) / 2) + template.affine[:3, 3])
+        for contrast in ("t1", "t2", "flair", "pd", "ct"):
+            for regime in ("1mm", "thick6mm"):
+                config = rendering_config(shape, 1.0, contrast, thick_axis_mm=6.0 if regime != "1mm" else None)
+                generator = Generator([template], recipe, config, seed=0)
+                params = generator.sample_params(hash((template.name, contrast, regime)) % 10_000)
+                params.centre = centre
+                image, target = generator.render(params)
+                image, target = image.numpy(), target.numpy()
+                affine = generator.output_affine(params)
+                modality = "auto"
+                if contrast == "ct":  # back to Hounsfield units, as a CT scanner stores it
+                    lo, hi = CT_INFERENCE_WINDOW
+                    image = image * (hi - lo) + lo
+                    modality = "ct"
+                if regime != "1mm":  # keep one slice in 6 along the thick axis: a real thick-slice grid
+                    axis = int(np.argmax(params.low_res))
+                    index = [slice(None)] * 3
+                    index[axis] = slice(None, None, 6)
+                    image, target = image[tuple(index)], target[tuple(index)]
+                    affine = affine.copy()
+                    affine[:3, axis] *= 6
+                segmenter.modality = modality
+                labels = np.asarray(segmenter.segment(Image(image.astype(np.float32), affine)).labels.dataobj)
+                scores = {s.short: dice(labels, target, s.id) for s in STRUCTURES[1:]}
+                results[f"{template.name}/{contrast}/{regime}"] = scores
+                print(f"  {template.name} {contrast:<5} {regime:<8} mean Dice {mean(scores.values()):.3f} "
+                      f"(no dura {mean(v for k, v in scores.items() if k != 'Dura'):.3f})", flush=True)
+    segmenter.modality = "auto"
+    return results
+
+
+def real_t1(segmenter, tmp: Path) -> dict:
+    from synthseg.evaluation.evaluate import evaluate_files
+
+    images = sorted((SHARED / "dev" / "ixi" / "t1").glob("*.nii.gz"))
+    refs = sorted((SHARED / "dev" / "ixi" / "dlmuse").glob("*.nii.gz"))
+    preds = [segmenter.segment(p).save(tmp / "ixi")["labels"] for p in images]
+    rows = [r for case in evaluate_files(preds, refs, "muse", hd95=False) for r in case.rows]
+    per_case = {}
+    for r in rows:
+        per_case.setdefault(r["case"], {})[r["structure"]] = r["dice"]
+    return per_case
+
+
+def contrast_consistency(segmenter, tmp: Path) -> dict:
+    from synthseg.evaluation.evaluate import consistency
+
+    paths = [segmenter.segment(SHARED / "dev" / "multicontrast_stroke" / f"stroke_{c}.nii.gz").save(tmp / "stroke")
+             ["labels"] for c in ("T1", "T2", "FLAIR")]
+    rows = consistency(paths)
+    out: dict[str, dict] = {}
+    for r in rows:
+        out.setdefault(f"{r['a'].split('_')[1]}-{r['b'].split('_')[1]}", {})[r["structure"]] = r["dice"]
+    return out
+
+
+def bert(segmenter, tmp: Path) -> dict:
+    from synthseg.evaluation.evaluate import evaluate_files
+
+    pred = segmenter.segment(SHARED / "dev" / "freesurfer_bert" / "norm.mgz").save(tmp / "bert")["labels"]
+    rows = evaluate_files([pred], [SHARED / "dev" / "freesurfer_bert" / "aseg.mgz"], "aseg", hd95=False)[0].rows
+    return {r["structure"]: r["dice"] for r in rows}
+
+
+def wholehead_png(segmenter, png: Path) -> Path:
+    import nibabel as nib
+
+    from synthseg.viz import montage, save_png
+
+    source = SHARED / "dev" / "wholehead" / "chris_t1.nii.gz"
+    result = segmenter.segment(source)
+    image = np.asarray(nib.as_closest_canonical(nib.load(str(source))).dataobj, np.float32)
+    labels = np.asarray(nib.as_closest_canonical(result.labels).dataobj)
+    return save_png([montage(image), montage(image, labels)], png)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--templates", default="work/templates/aseg-charm")
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--png", default=None)
+    parser.add_argument("--skip-synthetic", action="store_true")
+    args = parser.parse_args()
+    header("accuracy")
+    from synthseg.inference.segmenter import Segmenter
+
+    segmenter = Segmenter(args.model, device="cpu")
+    card = segmenter.card
+    print(f"model {card['name']} ({card['training']['steps']} steps, sha256 {card['sha256'][:12]}…)")
+    report: dict = {"model": card["name"], "sha256": card["sha256"], "date": time.strftime("%Y-%m-%d")}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if not args.skip_synthetic:
+            print("1. synthetic held-out templates", card.get("holdout_templates"))
+            synth = synthetic_heldout(segmenter, Path(args.templates), card["holdout_templates"])
+            per_structure = {s: mean(r[s] for r in synth.values()) for s in next(iter(synth.values()))}
+            report["synthetic_heldout"] = {"per_structure": per_structure,
+                                           "mean_no_dura": mean(v for k, v in per_structure.items() if k != "Dura"),
+                                           "cases": synth}
+            print(f"   mean Dice over all structures but dura: {report['synthetic_heldout']['mean_no_dura']:.3f}")
+        print("2. real T1 (IXI, 21 scans, MUSE references)")
+        cases = real_t1(segmenter, tmp)
+        per_structure = {s: mean(c[s] for c in cases.values()) for s in BRAIN}
+        report["real_t1_ixi"] = {"per_structure": per_structure, "mean_12": mean(per_structure.values()),
+                                 "min_structure": min(per_structure.values()), "cases": cases}
+        print("   " + ", ".join(f"{k} {v:.3f}" for k, v in per_structure.items()))
+        print(f"   mean over the 12 brain structures {report['real_t1_ixi']['mean_12']:.3f}")
+        print("3. contrast consistency (stroke T1/T2/FLAIR)")
+        pairs = contrast_consistency(segmenter, tmp)
+        brain_pairs = {p: mean(v[s] for s in BRAIN if s in v) for p, v in pairs.items()}
+        report["contrast_consistency"] = {"pairs_mean_brain": brain_pairs, "mean": mean(brain_pairs.values()),
+                                          "per_pair": pairs}
+        print("   " + ", ".join(f"{k} {v:.3f}" for k, v in brain_pairs.items()))
+        print("4. FreeSurfer bert (norm.mgz vs aseg)")
+        report["bert"] = bert(segmenter, tmp)
+        print("   " + ", ".join(f"{k} {v:.3f}" for k, v in report["bert"].items()))
+        print(f"   mean {mean(report['bert'].values()):.3f}")
+    if args.png:
+        print(f"5. whole-head PNG: {wholehead_png(segmenter, Path(args.png))}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Training step breakdown at the default patch: generation, forward, backward, optimiser; the
+generator's share of a step; and fp32 vs bf16 autocast on this device (why amp=auto is off on CPU).
+
+    python benchmarks/training_step.py [--steps 6] [--config configs/shipped-2mm.yaml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from _common import Timer, header, peak_rss_gb
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--config", default=None)
+    parser.add_argument("--templates", default="phantom")
+    args = parser.parse_args()
+    header("training step breakdown")
+    from monai.losses import DiceCELoss
+
+    from synthseg.networks import build_network, count_parameters
+    from synthseg.synthesis.generator import Generator
+    from synthseg.training.config import load_config
+    from synthseg.training.trainer import load_template_split
+
+    config = load_config(args.config, [] if args.config else [f"data.templates={args.templates}"])
+    train, _, recipe = load_template_split(config)
+    generator = Generator(train, recipe, config.generator, seed=0)
+    model = build_network(config.model)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    print(f"patch {config.generator.patch_size} at {config.generator.spacing} mm, model {config.model.channels} "
+          f"({count_parameters(model):,} parameters)")
+    totals = {"generate": 0.0, "forward": 0.0, "backward": 0.0, "optimiser": 0.0}
+    generator(1)
+    for step in range(args.steps):
+        t0 = time.perf_counter()
+        images, targets = generator(1)
+        t1 = time.perf_counter()
+        loss = loss_fn(model(images), targets[:, None])
+        t2 = time.perf_counter()
+        optimizer.zero_grad()
+        loss.backward()
+        t3 = time.perf_counter()
+        optimizer.step()
+        t4 = time.perf_counter()
+        if step:  # the first step warms up allocators
+            for key, value in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                totals[key] += value
+    n = args.steps - 1
+    step_s = sum(totals.values()) / n
+    for key, value in totals.items():
+        print(f"  {key:<10} {value / n:.3f} s ({100 * value / n / step_s:.0f} %)")
+    print(f"step {step_s:.2f} s = {1 / step_s:.2f} steps/s; generator share {100 * totals['generate'] / n / step_s:.0f} % "
+          f"(goal <= 15 %); peak RSS {peak_rss_gb():.2f} GB")
+    x = torch.rand(1, 1, *config.generator.patch_size)
+    with torch.no_grad():
+        model(x)
+        with Timer() as fp32:
+            model(x)
+        with Timer() as bf16, torch.autocast("cpu", dtype=torch.bfloat16):
+            model(x)
+    print(f"forward fp32 {fp32.seconds:.2f} s vs bf16 autocast {bf16.seconds:.2f} s "
+          f"(ratio {bf16.seconds / fp32.seconds:.1f}x)")
+
+
+if __name__ == "__main__":
+    main()
