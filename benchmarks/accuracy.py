@@ -167,7 +167,7 @@ def main() -> None:
     if args.png:
         print(f"5. whole-head PNG: {wholehead_png(segmenter, Path(args.png))}")
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.json}")
 
 

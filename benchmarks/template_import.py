@@ -44,7 +44,7 @@ def main() -> None:
         print("\n| template | " + " | ".join(s.short for s in STRUCTURES[1:]) + " | brain |")
         print("|---" * 18 + "|")
         for manifest in sorted(folder.glob("*.json")):
-            m = json.loads(manifest.read_text())
+            m = json.loads(manifest.read_text(encoding="utf-8"))
             vols = " | ".join(f"{m['volumes_ml'][str(i)]:.1f}" for i in range(1, 17))
             print(f"| {m['name']} | {vols} | {m['brain_volume_ml']:.0f} |")
 

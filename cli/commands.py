@@ -94,7 +94,7 @@ def cmd_segment(args: Namespace) -> int:
         csv_path = Path(args.volumes)
         csv_path.parent.mkdir(parents=True, exist_ok=True)
         text = batch.volumes_csv(report.rows)
-        write_atomic(csv_path, lambda tmp: tmp.write_text(text))
+        write_atomic(csv_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     options = {k: v for k, v in vars(args).items() if k != "command"}
     prov_folder = out or (Path(inputs[0]).parent if inputs else Path("."))
     if report.done or report.failed:
@@ -198,7 +198,7 @@ def _templates_show(args: Namespace) -> int:
     manifest_path = path.parent / f"{template_name(path)}.json"
     if not manifest_path.is_file():
         raise SynthSegError("no manifest next to this template; import it with `synthseg templates import`", path)
-    manifest = json.loads(manifest_path.read_text())
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     print(f"{manifest['name']} (recipe {manifest['recipe']}, {manifest['spacing_mm']} mm, shape {manifest['shape']})")
     for s in STRUCTURES[1:]:
         present = "yes" if s.id in manifest["targets_present"] else "NO "
@@ -246,7 +246,7 @@ def cmd_generate(args: Namespace) -> int:
         save_image(Image(img, affine), out / f"sample_{i:03d}_image.nii.gz")
         save_image(Image(tgt, affine), out / f"sample_{i:03d}_labels.nii.gz", dtype=np.uint8)
         if args.params:
-            (out / f"sample_{i:03d}_params.json").write_text(json.dumps(params.to_dict(), indent=2))
+            (out / f"sample_{i:03d}_params.json").write_text(json.dumps(params.to_dict(), indent=2), encoding="utf-8")
         rows.append(montage(img, None))
         rows.append(montage(img, tgt))
         print(f"sample {i}: {params.modality}, template {train[params.template].name}, "
@@ -276,7 +276,7 @@ def cmd_train(args: Namespace) -> int:
 def cmd_export(args: Namespace) -> int:
     from synthseg.training.export import export_model
 
-    evaluation = json.loads(Path(args.evaluation).read_text()) if args.evaluation else None
+    evaluation = json.loads(Path(args.evaluation).read_text(encoding="utf-8")) if args.evaluation else None
     card = export_model(args.checkpoint, args.output, fp16=not args.fp32, evaluation=evaluation, notes=args.notes)
     print(f"exported {card}")
     return 0
@@ -302,5 +302,5 @@ def cmd_evaluate(args: Namespace) -> int:
         from synthseg.io.image import write_atomic
 
         text = evaluate.rows_to_csv(rows)
-        write_atomic(Path(args.csv), lambda tmp: tmp.write_text(text))
+        write_atomic(Path(args.csv), lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return 0

@@ -56,7 +56,7 @@ def collect_inputs(specs: Sequence[str | Path], recursive: bool = False) -> tupl
             found.extend(images)
         elif path.name.lower().endswith(LIST_SUFFIXES):
             try:
-                lines = path.read_text().splitlines()
+                lines = path.read_text(encoding="utf-8").splitlines()
             except (OSError, UnicodeDecodeError) as error:
                 errors.append(f"{path}: cannot read the list ({error})")
                 continue
@@ -150,7 +150,7 @@ def _remove_stale_temporaries(folder: Path, stem: str) -> None:
 def _write_label_table(folder: Path) -> None:
     table = folder / "dseg.tsv"
     if not table.exists():
-        write_atomic(table, lambda tmp: tmp.write_text(structure_table("tsv")))
+        write_atomic(table, lambda tmp: tmp.write_text(structure_table("tsv"), encoding="utf-8"))
 
 
 def _write_png(path: Path, result, png: Path) -> None:
@@ -196,4 +196,5 @@ def provenance(options: dict, segmenter_card: dict | None, device: str, report: 
 
 def write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=str) + "\n"))
+    text = json.dumps(data, indent=2, default=str) + "\n"
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

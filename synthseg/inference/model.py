@@ -30,7 +30,7 @@ def list_models() -> list[dict]:
     """Model cards of the shipped models (cheap: reads JSON only)."""
     cards = []
     for card in sorted(shipped_models_dir().glob("*/model.json")):
-        data = json.loads(card.read_text())
+        data = json.loads(card.read_text(encoding="utf-8"))
         cards.append({"name": card.parent.name, "path": str(card.parent), "steps": data["training"]["steps"],
                       "spacing_mm": data["spacing_mm"], "sha256": data["sha256"]})
     return cards
@@ -56,7 +56,7 @@ def resolve_model_path(model: str | Path | None) -> Path:
 def load_model(model: str | Path | None, device: torch.device) -> LoadedModel:
     folder = resolve_model_path(model)
     try:
-        card = json.loads((folder / "model.json").read_text())
+        card = json.loads((folder / "model.json").read_text(encoding="utf-8"))
         state = torch.load(folder / card["weights"], map_location="cpu", weights_only=True)
     except (OSError, ValueError, KeyError, RuntimeError) as error:
         raise SynthSegError(f"model is unreadable ({error})", folder) from None

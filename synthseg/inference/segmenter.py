@@ -60,7 +60,8 @@ class SegmentationResult:
             paths["qc"] = folder / f"{stem}_qc.json"
             folder.mkdir(parents=True, exist_ok=True)
             summary = {"modality": self.modality, "volumes_ml": self.volumes, "structures": self.qc}
-            write_atomic(paths["qc"], lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+            text = json.dumps(summary, indent=2) + "\n"
+            write_atomic(paths["qc"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
         paths["labels"] = folder / f"{stem}_dseg.nii.gz"
         labels = Image(np.asanyarray(self.labels.dataobj), self.labels.affine, self.labels.header)
         save_image(labels, paths["labels"], dtype=np.uint8, protect=protect)

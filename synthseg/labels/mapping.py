@@ -48,7 +48,7 @@ def load_mapping(spec: str | Path) -> dict[int, int]:
     if not path.is_file():
         raise SynthSegError(f"no such mapping; use one of {', '.join(MAPPINGS)} or a file", path)
     table: dict[int, int] = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         fields = line.split("#")[0].replace(",", " ").split()
         if not fields:
             continue

@@ -101,11 +101,11 @@ def import_template(path: Path, recipe: Recipe, out_dir: Path, *, spacing: float
     _write_json(out_dir / f"{name}.json", manifest)
     recipe_path = out_dir / RECIPE_FILE
     text = recipe.to_yaml()
-    if recipe_path.exists() and recipe_path.read_text() != text:
+    if recipe_path.exists() and recipe_path.read_text(encoding="utf-8") != text:
         raise SynthSegError(f"folder already holds templates of another recipe; use one folder per recipe",
                             out_dir)
     if not recipe_path.exists():
-        write_atomic(recipe_path, lambda tmp: tmp.write_text(text))
+        write_atomic(recipe_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return manifest
 
 
@@ -126,7 +126,7 @@ def list_templates(folder: Path) -> list[dict]:
     folder = Path(folder)
     if not folder.is_dir():
         raise SynthSegError("not a template folder", folder)
-    manifests = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    manifests = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))]
     if not manifests:
         raise SynthSegError("folder holds no templates (no manifests)", folder)
     return manifests
@@ -165,7 +165,7 @@ def phantom_templates(spacing: float = 1.0, seeds: Sequence[int] = (0,)) -> tupl
 
 
 def _write_json(path: Path, data: dict) -> None:
-    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
 
 
 def _short_list(values, limit: int = 20) -> str:

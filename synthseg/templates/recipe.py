@@ -89,7 +89,7 @@ def load_recipe(spec: str | Path) -> Recipe:
     if not path.is_file():
         raise SynthSegError(f"no such recipe; shipped recipes: {', '.join(sorted(shipped))}", spec)
     try:
-        raw = yaml.load(path.read_text(), Loader=_StrictLoader)
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
     except yaml.YAMLError as error:
         raise SynthSegError(f"recipe is not valid YAML ({str(error).splitlines()[0]})", path) from None
     return parse_recipe(raw, source=str(path))

@@ -100,7 +100,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         if not path.is_file():
             raise SynthSegError("config file not found", path)
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as error:
             raise SynthSegError(f"config is not valid YAML ({str(error).splitlines()[0]})", path) from None
         if not isinstance(data, dict):

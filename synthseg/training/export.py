@@ -34,7 +34,7 @@ def volume_ranges(template_folder: str, names: list[str]) -> dict[str, list[floa
     for name in names:
         manifest = folder / f"{name}.json"
         if manifest.is_file():
-            for target, ml in json.loads(manifest.read_text())["volumes_ml"].items():
+            for target, ml in json.loads(manifest.read_text(encoding="utf-8"))["volumes_ml"].items():
                 volumes.setdefault(target, []).append(float(ml))
     return {k: [round(min(v), 2), round(max(v), 2)] for k, v in volumes.items()}
 
@@ -73,7 +73,8 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, fp16: bool = Tr
         "weights_dtype": "float16" if fp16 else "float32",
         "sha256": sha256(out_dir / WEIGHTS),
     }
-    write_atomic(out_dir / CARD, lambda tmp: tmp.write_text(json.dumps(card, indent=2, default=_plain) + "\n"))
+    text = json.dumps(card, indent=2, default=_plain) + "\n"
+    write_atomic(out_dir / CARD, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return out_dir / CARD
 
 

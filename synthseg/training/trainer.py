@@ -268,7 +268,8 @@ class Trainer:
         loop = self.config.loop
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:
-            (self.run_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+            config_text = json.dumps(self.config.to_dict(), indent=2)
+            (self.run_dir / "config.json").write_text(config_text, encoding="utf-8")
             self.log(f"training on {self.device} ({self.world} process(es), autocast {self.amp_dtype or 'off'}); "
                      f"{count_parameters(self.model):,} "
                      f"parameters; templates: {len(self.template_names)} train, held out: "
@@ -280,8 +281,8 @@ class Trainer:
                   "time"]
         new_csv = not csv_path.exists()
         if not new_csv:  # resuming: keep the columns the log was started with
-            fields = csv_path.read_text().splitlines()[0].split(",")
-        csv_file = open(csv_path, "a", newline="") if self.rank == 0 else None
+            fields = csv_path.read_text(encoding="utf-8").splitlines()[0].split(",")
+        csv_file = open(csv_path, "a", newline="", encoding="utf-8") if self.rank == 0 else None
         log_csv = csv.DictWriter(csv_file, fieldnames=fields, extrasaction="ignore") if csv_file else None
         if log_csv and new_csv:
             log_csv.writeheader()

@@ -14,13 +14,13 @@ from tests.conftest import write_nifti
 def test_help_version_and_labels_do_not_import_torch():
     code = ("import sys; from synthseg.cli.main import main; main(['labels', '--format', 'tsv']);"
             "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, 'heavy import at parse time'")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("index\tname")
     exe = shutil.which("synthseg")
-    out = subprocess.run([exe, "--version"], capture_output=True, text=True)
+    out = subprocess.run([exe, "--version"], capture_output=True, encoding="utf-8")
     assert out.stdout.strip() == f"synthseg {__version__}"
-    helps = subprocess.run([exe, "segment", "--help"], capture_output=True, text=True).stdout
+    helps = subprocess.run([exe, "segment", "--help"], capture_output=True, encoding="utf-8").stdout
     for option in ("--tta", "--volumes", "--posteriors", "--qc", "--png", "--skip-existing", "--device"):
         assert option in helps
 
@@ -28,7 +28,7 @@ def test_help_version_and_labels_do_not_import_torch():
 def test_end_to_end_demo_through_the_installed_command(tmp_path, tiny_model):
     exe = shutil.which("synthseg")
     proc = subprocess.run([exe, "demo", "-o", str(tmp_path), "--model", str(tiny_model), "--device", "cpu"],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, encoding="utf-8", timeout=300)
     assert proc.returncode == 0, proc.stderr
     labels = nib.load(str(tmp_path / "phantom_t1_dseg.nii.gz"))
     image = nib.load(str(tmp_path / "phantom_t1.nii.gz"))

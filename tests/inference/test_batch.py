@@ -98,3 +98,18 @@ def test_interrupted_run_leaves_no_partial_output_and_skip_existing_completes_it
     names = sorted(os.listdir(out))
     assert [n for n in names if n.endswith("_dseg.nii.gz")] == [f"scan{i}_dseg.nii.gz" for i in range(3)]
     assert not [n for n in names if ".tmp" in n]
+
+
+def test_torchrun_splits_inputs_and_merges_one_volumes_csv(tmp_path, phantom_t1, tiny_model):
+    _inputs(tmp_path, phantom_t1, n=3)
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                           "--master_port=29541", "-m", "synthseg.cli.main", "segment", str(tmp_path / "in"),
+                           "-o", str(out), "--model", str(tiny_model), "--device", "cpu",
+                           "--volumes", str(tmp_path / "vol.csv")], capture_output=True, encoding="utf-8", env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.name for p in out.glob("*_dseg.nii.gz")) == [f"scan{i}_dseg.nii.gz" for i in range(3)]
+    rows = list(csv.DictReader(open(tmp_path / "vol.csv")))
+    assert sorted(r["input"][-15:] for r in rows) == [f"scan{i}.nii.gz" for i in range(3)]

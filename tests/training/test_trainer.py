@@ -119,7 +119,7 @@ def test_two_process_ddp_run_completes(tmp_path):
     sets = [arg for o in TINY + ["loop.steps=3", "loop.val_every=3"] for arg in ("--set", o)]
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
                            "-m", "synthseg.cli.main", "train", "-o", str(tmp_path), *sets],
-                          capture_output=True, text=True, env=env, timeout=300)
+                          capture_output=True, encoding="utf-8", env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "2 process(es)" in proc.stderr
     state, _ = load_latest(tmp_path / "checkpoints")
