@@ -50,10 +50,10 @@ def test_templates_generate_and_evaluate_commands(tmp_path, phantom_small, capsy
                  "--set", "generator.patch_size=[32,32,32]", "--set", "generator.spacing=4.0", "--params"]) == 0
     pair = tmp_path / "gen" / "sample_000_labels.nii.gz"
     assert pair.exists() and (tmp_path / "gen" / "montage.png").exists()
-    assert json.loads((tmp_path / "gen" / "sample_001_params.json").read_text())["seed"] >= 0
+    assert json.loads((tmp_path / "gen" / "sample_001_params.json").read_text(encoding="utf-8"))["seed"] >= 0
     capsys.readouterr()
     assert main(["evaluate", str(pair), "--reference", str(pair), "--csv", str(tmp_path / "e.csv")]) == 0
-    assert "mean" in capsys.readouterr().out and (tmp_path / "e.csv").read_text().count("\n") > 5
+    assert "mean" in capsys.readouterr().out and (tmp_path / "e.csv").read_text(encoding="utf-8").count("\n") > 5
     assert main(["evaluate", str(pair), str(tmp_path / "gen" / "sample_001_labels.nii.gz"), "--consistency"]) == 0
 
 

@@ -75,4 +75,4 @@ def test_all_shared_maps_import(tmp_path):
         assert manifest["targets_present"] == list(range(17)), manifest["name"]
         # brain parenchyma + ventricles; the 2 mm nearest-neighbour resampling keeps it within a few %
         assert 850 <= manifest["brain_volume_ml"] <= 1800, (manifest["name"], manifest["brain_volume_ml"])
-    assert json.loads((tmp_path / "training_seg_01.json").read_text())["recipe"] == "aseg-charm"
+    assert json.loads((tmp_path / "training_seg_01.json").read_text(encoding="utf-8"))["recipe"] == "aseg-charm"

@@ -11,7 +11,7 @@ def test_default_yaml_documents_every_field():
 
     import yaml
 
-    raw = yaml.safe_load(default_config_path().read_text())
+    raw = yaml.safe_load(default_config_path().read_text(encoding="utf-8"))
     config = TrainConfig()
     for section in dataclasses.fields(config):
         names = {f.name for f in dataclasses.fields(getattr(config, section.name))}

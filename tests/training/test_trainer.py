@@ -26,7 +26,7 @@ def _config(*extra):
 
 
 def _losses(run: Path) -> dict[int, float]:
-    rows = (run / "log.csv").read_text().splitlines()[1:]
+    rows = (run / "log.csv").read_text(encoding="utf-8").splitlines()[1:]
     return {int(r.split(",")[0]): float(r.split(",")[1]) for r in rows}
 
 
@@ -58,7 +58,7 @@ def test_lr_schedule_warms_up_then_decays():
 def test_export_writes_weights_and_card(tmp_path):
     Trainer(_config("loop.steps=2", "loop.val_every=2"), tmp_path, progress=False).run()
     card_path = export_model(list_checkpoints(tmp_path / "checkpoints")[-1], tmp_path / "model")
-    card = json.loads(card_path.read_text())
+    card = json.loads(card_path.read_text(encoding="utf-8"))
     assert card["sha256"] == sha256(tmp_path / "model" / "model.pt")
     assert card["spacing_mm"] == 4.0 and card["patch_size"] == [32, 32, 32] and len(card["labels"]) == 17
     assert card["training"]["steps"] == 2 and card["holdout_templates"] == ["phantom-2"]
