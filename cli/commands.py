@@ -207,7 +207,7 @@ def _templates_show(args: Namespace) -> int:
         image = to_canonical(load_image(path, labels=True))
         targets = load_recipe(path.parent / "recipe.yaml").lookup(image.data, "target")
         centre = np.asarray(image.shape) // 2
-        save_png([montage(None, targets)], args.png, scale=2)
+        save_png([montage(None, targets, alpha=1.0)], args.png, scale=2)
         print(f"montage: {args.png} (centre voxel {centre.tolist()})")
     return 0
 
