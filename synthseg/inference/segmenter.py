@@ -1,6 +1,6 @@
 """``Segmenter``: load a model once, segment many scans; ``segment()``: the one-shot form.
 
-Pipeline: load → canonical orientation → resample to the model's working spacing → intensity
+Pipeline: load → canonical orientation → anti-aliased resampling to the model's working spacing → intensity
 normalisation as in training (MR percentiles / CT window) → crop to the head → sliding-window
 inference with Gaussian blending → optional left/right flip TTA → class probabilities resampled
 onto the input's exact grid (slab by slab) → argmax → uint8 labels with the input's header.
@@ -26,6 +26,7 @@ from synthseg.io.image import Image, load_image, looks_like_label_map, save_imag
 from synthseg.inference.model import LoadedModel, load_model
 from synthseg.inference.preprocessing import detect_modality, head_box_mask, normalize
 from synthseg.labels.protocol import NUM_CLASSES, STRUCTURES, structure_table
+from synthseg.synthesis.acquisition import blur
 
 INTRACRANIAL = tuple(range(1, 15))  # brain, CSF, dura and vessels: everything inside the skull
 
@@ -172,6 +173,10 @@ class Segmenter:
         """The normalised working-grid array cropped to the head, the crop box and the grid's affine."""
         canonical = to_canonical(image.with_data(np.asarray(image.data, dtype=np.float32)))
         spacing = float(self.card["spacing_mm"])
+        # anti-aliasing before down-sampling to the working grid (sigma = (factor - 1) / 2 voxels)
+        sigmas = [max(0.0, (spacing / s - 1) / 2) for s in canonical.spacing]
+        if max(sigmas) >= 0.1:
+            canonical = canonical.with_data(blur(torch.from_numpy(canonical.data), sigmas).numpy())
         shape, affine = grid_for_spacing(canonical.shape, canonical.affine, spacing)
         work = resample_to_grid(canonical.data, canonical.affine, shape, affine, order=1,
                                 fill=float(canonical.data.min()))
