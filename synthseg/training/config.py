@@ -35,6 +35,7 @@ class ModelConfig:
     num_res_units: int = 1
     norm: str = "instance"
     dropout: float = 0.0
+    init_weights: str = ""  # start from exported weights (a model folder or model.pt); ignored on --resume
 
 
 @dataclass

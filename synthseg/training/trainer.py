@@ -110,6 +110,8 @@ class Trainer:
         self.checkpoints = self.run_dir / "checkpoints"
         if resume:
             self._resume(resume)
+        elif config.model.init_weights:
+            self._load_initial_weights(Path(config.model.init_weights))
         self.val_set = self._make_validation_set(held, recipe)
 
     # ------------------------------------------------------------------ setup helpers
@@ -137,6 +139,16 @@ class Trainer:
             "config": self.config.to_dict(), "templates": self.template_names, "holdout": self.holdout_names,
             "history": self.history[-200:],
         }
+
+    def _load_initial_weights(self, path: Path) -> None:
+        """Warm start from exported weights (e.g. the shipped model when a run folder was lost)."""
+        weights = path / "model.pt" if path.is_dir() else path
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            self.model.load_state_dict({k: v.float() for k, v in state.items()})
+        except (OSError, RuntimeError, KeyError) as error:
+            raise SynthSegError(f"cannot use as initial weights ({error})", weights) from None
+        self.log(f"initialised from {weights}")
 
     def _resume(self, resume: str | bool) -> None:
         if resume is True or resume == "latest":

@@ -66,6 +66,16 @@ def test_export_writes_weights_and_card(tmp_path):
     assert all(v.dtype == torch.float16 for v in weights.values() if v.is_floating_point())
 
 
+def test_warm_start_from_exported_weights(tmp_path):
+    Trainer(_config("loop.steps=2", "loop.val_every=2"), tmp_path / "a", progress=False).run()
+    export_model(list_checkpoints(tmp_path / "a" / "checkpoints")[-1], tmp_path / "model", fp16=False)
+    warm = Trainer(_config("loop.steps=2", f"model.init_weights={tmp_path / 'model'}"), tmp_path / "b",
+                   progress=False)
+    exported = torch.load(tmp_path / "model" / "model.pt", weights_only=True)
+    assert all(torch.equal(v, exported[k]) for k, v in warm.model.state_dict().items())
+    assert warm.step == 0
+
+
 KILL_SCRIPT = """
 import os, signal, sys, torch
 from synthseg.training import checkpoint
