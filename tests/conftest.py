@@ -12,6 +12,15 @@ import pytest
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on now (for torchrun's rendezvous in tests)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def shared_path(*parts: str) -> Path:
     """A path inside ``../shared/data``; the test skips (with the reason) when it is absent."""
     path = SHARED.joinpath(*parts)

@@ -9,7 +9,7 @@ import numpy as np
 
 from synthseg.cli.main import main
 from synthseg.inference.batch import collect_inputs
-from tests.conftest import write_nifti
+from tests.conftest import free_port, write_nifti
 
 
 def _inputs(tmp_path, phantom_t1, n=3):
@@ -106,7 +106,7 @@ def test_torchrun_splits_inputs_and_merges_one_volumes_csv(tmp_path, phantom_t1,
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                           "--master_port=29541", "-m", "synthseg.cli.main", "segment", str(tmp_path / "in"),
+                           f"--master_port={free_port()}", "-m", "synthseg.cli.main", "segment", str(tmp_path / "in"),
                            "-o", str(out), "--model", str(tiny_model), "--device", "cpu",
                            "--volumes", str(tmp_path / "vol.csv")], capture_output=True, encoding="utf-8", env=env,
                           timeout=300)

@@ -14,6 +14,7 @@ from synthseg.training.checkpoint import list_checkpoints, load_latest
 from synthseg.training.config import load_config
 from synthseg.training.export import export_model, sha256
 from synthseg.training.trainer import Trainer, lr_factor
+from tests.conftest import free_port
 
 TINY = ["data.templates=phantom", "generator.patch_size=[32,32,32]", "generator.spacing=4.0",
         "generator.partial_volume_probability=0", "model.channels=[4,8,16]", "model.strides=[2,2]",
@@ -127,7 +128,8 @@ def test_sigterm_saves_a_checkpoint_then_exits(tmp_path):
 def test_two_process_ddp_run_completes(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     sets = [arg for o in TINY + ["loop.steps=3", "loop.val_every=3"] for arg in ("--set", o)]
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                           f"--master_port={free_port()}",
                            "-m", "synthseg.cli.main", "train", "-o", str(tmp_path), *sets],
                           capture_output=True, encoding="utf-8", env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
