@@ -18,7 +18,7 @@ import numpy as np
 
 from synthseg import __version__
 from synthseg.errors import SynthSegError
-from synthseg.io.image import IMAGE_SUFFIXES, _is_dicom_folder, write_atomic
+from synthseg.io.image import IMAGE_SUFFIXES, is_dicom_folder, write_atomic
 from synthseg.labels.protocol import STRUCTURES, structure_table
 from synthseg.inference.segmenter import Segmenter, output_stem
 
@@ -45,7 +45,7 @@ def collect_inputs(specs: Sequence[str | Path], recursive: bool = False) -> tupl
         elif path.is_symlink() and not path.exists():
             errors.append(f"{path}: broken symbolic link")
         elif path.is_dir():
-            if _is_dicom_folder(path):
+            if is_dicom_folder(path):
                 found.append(path)
                 continue
             pattern = path.rglob("*") if recursive else path.iterdir()

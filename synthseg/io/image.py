@@ -74,7 +74,7 @@ def is_image_path(path: Path) -> bool:
     return path.is_file() and name.endswith(IMAGE_SUFFIXES)
 
 
-def _is_dicom_folder(path: Path) -> bool:
+def is_dicom_folder(path: Path) -> bool:
     return path.is_dir() and any(p.suffix.lower() == ".dcm" or _has_dicom_magic(p) for p in path.iterdir()
                                  if p.is_file())
 
@@ -99,7 +99,7 @@ def load_image(path: str | Path, *, validate: bool = True, labels: bool = False,
     if not path.exists():
         raise SynthSegError("no such file or folder", path)
     if path.is_dir():
-        if not _is_dicom_folder(path):
+        if not is_dicom_folder(path):
             raise SynthSegError("folder holds no DICOM series", path)
         image = _load_dicom(path)
     else:
