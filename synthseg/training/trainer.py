@@ -291,8 +291,8 @@ class Trainer:
         csv_path = self.run_dir / "log.csv"
         fields = ["step", "loss", "lr", "generate_s", "step_s", "val_dice_mean", "val_dice_brain", "real_dice_mean",
                   "time"]
-        new_csv = not csv_path.exists()
-        if not new_csv:  # resuming: keep the columns the log was started with
+        new_csv = not csv_path.exists() or csv_path.stat().st_size == 0
+        if self.rank == 0 and not new_csv:  # resuming: keep the columns the log was started with
             fields = csv_path.read_text(encoding="utf-8").splitlines()[0].split(",")
         csv_file = open(csv_path, "a", newline="", encoding="utf-8") if self.rank == 0 else None
         log_csv = csv.DictWriter(csv_file, fieldnames=fields, extrasaction="ignore") if csv_file else None
@@ -351,6 +351,7 @@ class Trainer:
             if self.world > 1:
                 import torch.distributed as dist
 
+                dist.barrier()  # no rank may tear down while another is still in a collective
                 dist.destroy_process_group()
         if self.stop_signal is not None:
             raise SystemExit(128 + int(self.stop_signal))
