@@ -25,7 +25,7 @@ from synthseg.io.geometry import (BoundingBox, argmax_to_grid, grid_for_spacing,
 from synthseg.io.image import Image, load_image, looks_like_label_map, save_image, validate_image, write_atomic
 from synthseg.inference.model import LoadedModel, load_model
 from synthseg.inference.preprocessing import detect_modality, head_box_mask, normalize
-from synthseg.labels.protocol import NUM_CLASSES, STRUCTURES, structure_table
+from synthseg.labels.protocol import NUM_CLASSES, STRUCTURES
 from synthseg.synthesis.acquisition import blur
 
 INTRACRANIAL = tuple(range(1, 15))  # brain, CSF, dura and vessels: everything inside the skull
@@ -271,4 +271,4 @@ def segment(x: Any, *, model: str | Path | None = None, device: str = "auto", tt
     return Segmenter(model=model, device=device, tta=tta, **options).segment(x, affine=affine, posteriors=posteriors)
 
 
-__all__ = ["Segmenter", "SegmentationResult", "segment", "structure_table"]
+__all__ = ["Segmenter", "SegmentationResult", "segment", "output_stem"]
