@@ -30,10 +30,11 @@ class GeneratorConfig:
     elastic_std: RangeSpec = (0.0, 3.0)  # mm, std of the stationary velocity field
     elastic_spacing: float = 32.0  # mm between velocity control points
     flip_probability: float = 0.5
-    # local morphology (mm; positive = the first structure grows into the second)
-    morphology_probability: float = 0.7
-    cortex_csf: RangeSpec = 1.5
-    cortex_wm: RangeSpec = 1.5
+    # local morphology (mm; positive = the first structure grows into the second). Applied in whole
+    # voxels of the render grid, rounded towards zero; forces the 2x finer grid when the template has it
+    morphology_probability: float = 0.5
+    cortex_csf: RangeSpec = 1.2
+    cortex_wm: RangeSpec = 1.2
     nuclei_wm: RangeSpec = 2.0
     dura_csf: RangeSpec = (0.0, 1.5)
     cortex_rebuild_probability: float = 0.2

@@ -114,25 +114,29 @@ class Generator:
         n_classes = len(self.tissues)
         template = int(torch.randint(len(self.templates), (), generator=rng))
         tpl = self.templates[template]
+        # local morphology, drawn in mm: it is applied on the render grid, so it forces the finer grid
+        # when the template allows it (a 1-voxel step at 2 mm would erase whole gyri)
+        morph_mm: dict[str, float] = {}
+        if chance(rng, cfg.morphology_probability):
+            for rule in ("cortex_csf", "cortex_wm", "nuclei_wm", "dura_csf"):
+                bounds = getattr(cfg, rule)
+                morph_mm[rule] = float(uniform(rng, bounds)) if bounds else 0.0
+            if chance(rng, cfg.cortex_rebuild_probability):
+                morph_mm["rebuild"] = float(uniform(rng, cfg.cortex_rebuild_thickness))
         # partial volume: render at half the output voxel, which only adds information when the
         # template is at least that fine (a 1 mm template rendered for a 2 mm output, not for 1 mm)
-        pv = chance(rng, cfg.partial_volume_probability) and cfg.spacing >= 1.5 * tpl["spacing"]
+        fine_template = cfg.spacing >= 1.5 * tpl["spacing"]
+        pv = fine_template and (chance(rng, cfg.partial_volume_probability) or bool(morph_mm))
         render_spacing = cfg.spacing / 2 if pv else cfg.spacing
+        # whole voxels, rounded towards zero: a boundary never moves farther than the drawn distance
+        morph = {rule: int(mm / render_spacing) for rule, mm in morph_mm.items()}
+        if "rebuild" in morph:
+            morph["rebuild"] = max(1, morph["rebuild"])
         fov = np.asarray(cfg.patch_size) * cfg.spacing
         crop_range = np.maximum(0.0, (tpl["extent"] - fov) / 2)
         t_lo, t_hi = cfg.translation or (0.0, 0.0)
         offsets = [float(uniform(rng, (-r + t_lo, r + t_hi))) for r in crop_range]
         centre = (tpl["centre"] + np.asarray(offsets)).tolist()
-
-        def steps(bounds) -> int:
-            return int(round(float(uniform(rng, bounds)) / render_spacing)) if bounds else 0
-
-        morph = {}
-        if chance(rng, cfg.morphology_probability):
-            morph = {"cortex_csf": steps(cfg.cortex_csf), "cortex_wm": steps(cfg.cortex_wm),
-                     "nuclei_wm": steps(cfg.nuclei_wm), "dura_csf": steps(cfg.dura_csf)}
-            if chance(rng, cfg.cortex_rebuild_probability):
-                morph["rebuild"] = max(1, steps(cfg.cortex_rebuild_thickness))
         modality = self._draw_modality(rng)
         ct_window = None
         if modality == "ct":

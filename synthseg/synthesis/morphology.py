@@ -1,7 +1,7 @@
 """Local morphology: constrained growth of one group of structures into a neighbouring group.
 
-All operations are maximum-filter steps on the label grid (one step = one voxel, face and diagonal
-neighbours), so they run on any device. Labels are generation-label *indices* (uint8: 1 byte per
+All operations are maximum-filter steps on the label grid (one step = one voxel along a face, so a
+boundary never moves farther than ``steps`` voxels), so they run on any device. Labels are generation-label *indices* (uint8: 1 byte per
 voxel keeps these memory-bound passes cheap); groups are given by target ids so a rule reads like
 anatomy ("cortex grows into CSF by 2 voxels").
 """
@@ -23,17 +23,16 @@ def _in(targets: torch.Tensor, group: tuple[int, ...]) -> torch.Tensor:
 
 
 def max_filter(volume: torch.Tensor) -> torch.Tensor:
-    """3×3×3 maximum filter of a non-negative volume as three separable 1-D maxima
-    (≈10× cheaper than ``max_pool3d`` on CPU); zero padding is neutral for codes >= 0."""
+    """Maximum over each voxel and its 6 face neighbours (a one-voxel "cross" dilation);
+    zero padding is neutral for codes >= 0."""
     out = volume
     for axis in range(3):
-        n = out.shape[axis]
-        edge = list(out.shape)
+        n = volume.shape[axis]
+        edge = list(volume.shape)
         edge[axis] = 1
-        zero = out.new_zeros(edge)
-        padded = torch.cat([zero, out, zero], dim=axis)
-        out = torch.maximum(torch.maximum(padded.narrow(axis, 0, n), padded.narrow(axis, 1, n)),
-                            padded.narrow(axis, 2, n))
+        zero = volume.new_zeros(edge)
+        padded = torch.cat([zero, volume, zero], dim=axis)
+        out = torch.maximum(out, torch.maximum(padded.narrow(axis, 0, n), padded.narrow(axis, 2, n)))
     return out
 
 

@@ -102,6 +102,20 @@ def test_morphology_and_partial_volume_run(phantom_template):
     assert image.shape == (24, 24, 24) and set(target.unique().tolist()) <= set(range(17))
 
 
+def test_morphology_renders_on_the_fine_grid_and_never_exceeds_the_drawn_distance(phantom_template):
+    # 8 mm output from the 4 mm phantom: morphology must run on the 4 mm grid, in whole voxels
+    gen = _generator(phantom_template, spacing=8.0, partial_volume_probability=0.0, morphology_probability=1.0,
+                     cortex_wm=7.0, cortex_csf=3.9, nuclei_wm=False, cortex_rebuild_probability=0.0)
+    steps = set()
+    for seed in range(12):
+        params = gen.sample_params(seed)
+        assert params.partial_volume
+        assert abs(params.morphology["cortex_wm"]) * 4.0 <= 7.0 and params.morphology["cortex_csf"] == 0
+        assert params.morphology["nuclei_wm"] == 0
+        steps.add(params.morphology["cortex_wm"])
+    assert steps == {-1, 0, 1}
+
+
 def test_unknown_template_codes_are_refused(phantom_template):
     templates, recipe = phantom_template
     bad = dataclasses.replace(templates[0], labels=templates[0].labels.astype(np.int32) + 100)
