@@ -118,7 +118,7 @@ class Generator:
         # when the template allows it (a 1-voxel step at 2 mm would erase whole gyri)
         morph_mm: dict[str, float] = {}
         if chance(rng, cfg.morphology_probability):
-            for rule in ("cortex_csf", "cortex_wm", "nuclei_wm", "dura_csf"):
+            for rule in morphology.RULES:
                 bounds = getattr(cfg, rule)
                 morph_mm[rule] = float(uniform(rng, bounds)) if bounds else 0.0
             if chance(rng, cfg.cortex_rebuild_probability):
@@ -321,8 +321,7 @@ class Generator:
         m = morphology
         if steps.get("rebuild"):
             labels = m.rebuild_cortex(labels, self.index_target[labels.long()], self.csf_index, steps["rebuild"])
-        for rule, (first, second) in {"cortex_csf": (m.CORTEX, m.CSF), "cortex_wm": (m.CORTEX, m.WM),
-                                      "nuclei_wm": (m.NUCLEI, m.WM), "dura_csf": (m.DURA, m.CSF)}.items():
+        for rule, (first, second) in m.RULES.items():
             if steps.get(rule):
                 labels = m.shift_boundary(labels, self.index_target[labels.long()], first, second, steps[rule])
         return labels

@@ -1,9 +1,9 @@
 """Local morphology: constrained growth of one group of structures into a neighbouring group.
 
 All operations are maximum-filter steps on the label grid (one step = one voxel along a face, so a
-boundary never moves farther than ``steps`` voxels), so they run on any device. Labels are generation-label *indices* (uint8: 1 byte per
-voxel keeps these memory-bound passes cheap); groups are given by target ids so a rule reads like
-anatomy ("cortex grows into CSF by 2 voxels").
+boundary never moves farther than ``steps`` voxels), so they run on any device. Labels are
+generation-label *indices* (uint8: 1 byte per voxel keeps these memory-bound passes cheap); groups
+are given by target ids so a rule reads like anatomy ("cortex grows into CSF by 2 voxels").
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import torch.nn.functional as F
 
 CORTEX, WM, CSF, DURA = (1,), (2,), (3,), (13,)
 NUCLEI = (6, 7, 8, 9, 10)
+# boundary rules of the generator: name → (group that grows for positive steps, the other group)
+RULES = {"cortex_csf": (CORTEX, CSF), "cortex_wm": (CORTEX, WM), "nuclei_wm": (NUCLEI, WM), "dura_csf": (DURA, CSF)}
 
 
 def _in(targets: torch.Tensor, group: tuple[int, ...]) -> torch.Tensor:
