@@ -5,8 +5,8 @@ sample from its own seed (so a sample's parameters can be logged, and a batch of
 single samples with the same seeds), then :meth:`Generator.render` applies them deterministically:
 
     shape (affine + velocity field, read from the template by world coordinates on the output
-    grid only) → labels → local morphology → per-class intensities (MR or CT) + texture
-    → partial-volume pooling → bias → resolution → motion → noise → normalisation → gamma
+    grid only) → labels → local morphology → per-class intensities (MR or CT)
+    → partial-volume pooling → texture → bias → resolution → motion → noise → normalisation → gamma
     → field-of-view cut → flip.
 """
 
@@ -23,7 +23,7 @@ import torch
 from synthseg.synthesis import acquisition, intensity, morphology
 from synthseg.synthesis.config import GeneratorConfig
 from synthseg.synthesis.params import chance, uniform
-from synthseg.synthesis.spatial import affine_matrix, smooth_displacement
+from synthseg.synthesis.spatial import affine_matrix, smooth_displacement, upsample_midpoints
 from synthseg.synthesis.tissues import MR_CONTRASTS
 from synthseg.templates.library import Template
 from synthseg.templates.recipe import Recipe
@@ -226,8 +226,7 @@ class Generator:
         fields = torch.Generator(device=dev).manual_seed(params.fields_seed)
         factor = 2 if params.partial_volume else 1
         shape = tuple(factor * n - (factor - 1) for n in cfg.patch_size)
-        spacing = cfg.spacing / factor
-        labels = self._sample_labels(params, shape, spacing, fields)
+        labels = self._sample_labels(params, factor, fields)
         clock("shape")
         labels = self._apply_morphology(labels, params.morphology).long()
         clock("morphology")
@@ -238,15 +237,16 @@ class Generator:
         means = torch.tensor(params.means, device=dev)
         stds = torch.tensor(params.stds, device=dev)
         image = intensity.render_gmm(classes, means, stds, torch.randn(shape, generator=fields, device=dev))
-        if params.texture_strength > 0:
-            coarse = torch.randn([max(2, n // 8) for n in shape], generator=fields, device=dev)
-            image = image * (1 + params.texture_strength * intensity.smooth_field(coarse, shape).clamp(-2, 2))
         del labels, classes
         clock("intensities")
         if factor == 2:
             image = acquisition.pool_partial_volume(image)
         out_shape = image.shape
         clock("partial_volume")
+        if params.texture_strength > 0:  # smooth over 8 output voxels, so the same with or without partial volume
+            coarse = torch.randn([max(2, n // 8) for n in out_shape], generator=fields, device=dev)
+            image = image * (1 + params.texture_strength * intensity.smooth_field(coarse, out_shape).clamp(-2, 2))
+        clock("texture")
         if params.bias_std > 0:
             g = cfg.bias_grid
             log_field = params.bias_std * torch.randn((g, g, g), generator=fields, device=dev)
@@ -283,37 +283,41 @@ class Generator:
         clock("cut_flip")
         return image, targets
 
-    def _sample_labels(self, params: SampleParams, shape, spacing: float, fields: torch.Generator) -> torch.Tensor:
+    def _sample_labels(self, params: SampleParams, factor: int, fields: torch.Generator) -> torch.Tensor:
         """Template label indices at the world positions of the render grid (nearest neighbour).
 
-        The affine part is a sum of three broadcast 1-D ramps (no coordinate grid is built); only
-        the elastic displacement is a full field.
+        Template voxel coordinates are computed on the output grid (the affine part as three broadcast
+        1-D ramps, plus the elastic displacement); for the ``factor`` 2 render grid they are linearly
+        interpolated at the midpoints, so the shape of a sample does not depend on partial volume.
         """
-        dev = self.device
+        dev, cfg = self.device, self.cfg
         tpl = self.templates[params.template]
         matrix = affine_matrix(torch.tensor(params.rotation), torch.tensor(params.scaling), torch.tensor(params.shear))
         world_to_vox = torch.tensor(tpl["world_to_vox"], dtype=torch.float64)
         total = (world_to_vox[:3, :3] @ matrix).float().to(dev)  # patch mm → template voxels
         offset = (world_to_vox[:3, :3] @ torch.tensor(params.centre, dtype=torch.float64) + world_to_vox[:3, 3])
+        shape, spacing = cfg.patch_size, cfg.spacing
         ramps = [(torch.arange(n, device=dev, dtype=torch.float32) - (n - 1) / 2) * spacing for n in shape]
         views = [(-1, 1, 1), (1, -1, 1), (1, 1, -1)]
-        disp = None
+        coords = torch.stack([float(offset[c]) + sum(total[c, a] * ramps[a].view(views[a]) for a in range(3))
+                              for c in range(3)])
         if params.elastic_std > 0:
-            ctrl = [max(2, int(math.ceil(n * spacing / self.cfg.elastic_spacing)) + 1) for n in shape]
+            ctrl = [max(2, int(math.ceil(n * spacing / cfg.elastic_spacing)) + 1) for n in shape]
             noise = torch.randn((3, *ctrl), generator=fields, device=dev)
-            disp = smooth_displacement(noise, params.elastic_std, shape, spacing)
+            coords += smooth_displacement(noise, params.elastic_std, shape, spacing, transform=total)
+        if factor == 2:
+            coords = upsample_midpoints(coords)
         size = tpl["shape"]
+        index_dtype = torch.int32 if size[0] * size[1] * size[2] < 2 ** 31 else torch.int64  # cheaper gather
         flat = None
-        inside = torch.ones(shape, dtype=torch.bool, device=dev)
+        inside = torch.ones(coords.shape[1:], dtype=torch.bool, device=dev)
         for c in range(3):
-            vox = float(offset[c]) + sum(total[c, a] * ramps[a].view(views[a]) for a in range(3))
-            if disp is not None:
-                vox = vox + (total[c, 0] * disp[0] + total[c, 1] * disp[1] + total[c, 2] * disp[2])
-            vox = torch.round(vox).to(torch.int32)
+            vox = torch.round(coords[c]).to(torch.int32)
             inside &= (vox >= 0) & (vox < size[c])
             vox = vox.clamp_(0, size[c] - 1)
             stride = size[1] * size[2] if c == 0 else size[2] if c == 1 else 1
-            flat = vox.long() * stride if flat is None else flat + vox * stride
+            flat = vox.to(index_dtype) * stride if flat is None else flat + vox * stride
+        del coords
         labels = tpl["index"][flat]
         return torch.where(inside, labels, torch.zeros((), dtype=labels.dtype, device=dev))
 

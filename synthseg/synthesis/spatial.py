@@ -53,10 +53,13 @@ def _warp_field(field: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
 
 
 def smooth_displacement(noise: torch.Tensor, std_mm: float, fine_shape, fine_spacing: float,
-                        steps: int = 6) -> torch.Tensor:
+                        steps: int = 6, transform: torch.Tensor | None = None) -> torch.Tensor:
     """Displacement (mm) on ``fine_shape`` from control-point noise N(0, 1) scaled by ``std_mm``.
 
     The velocity is upsampled to a quarter-resolution integration grid, integrated, then upsampled.
+    ``transform`` (3×3), when given, maps each displacement vector (e.g. mm → template voxels); it is
+    applied on the integration grid, which equals applying it after the (linear) upsampling but
+    touches 64× fewer voxels.
     """
     if std_mm <= 0:
         return torch.zeros((3, *fine_shape), device=noise.device)
@@ -66,7 +69,26 @@ def smooth_displacement(noise: torch.Tensor, std_mm: float, fine_shape, fine_spa
     velocity = velocity / torch.tensor(mid_spacing, device=noise.device).view(3, 1, 1, 1)  # mm → voxels
     disp = velocity_to_displacement(velocity, steps)
     disp = disp * torch.tensor(mid_spacing, device=noise.device).view(3, 1, 1, 1)  # voxels → mm
+    if transform is not None:
+        disp = torch.einsum("ca,axyz->cxyz", transform.to(disp), disp)
     return F.interpolate(disp[None], size=tuple(fine_shape), mode="trilinear", align_corners=True)[0]
+
+
+def upsample_midpoints(field: torch.Tensor) -> torch.Tensor:
+    """``(C, X, Y, Z)`` → ``(C, 2X-1, 2Y-1, 2Z-1)``: the original points, plus linear interpolation at
+    every midpoint (exact for affine fields; what trilinear upsampling with aligned corners gives)."""
+    out = field
+    for axis in (1, 2, 3):
+        n = out.shape[axis]
+        shape = list(out.shape)
+        shape[axis] = 2 * n - 1
+        refined = out.new_empty(shape)
+        even, odd = [slice(None)] * 4, [slice(None)] * 4
+        even[axis], odd[axis] = slice(0, None, 2), slice(1, None, 2)
+        refined[tuple(even)] = out
+        refined[tuple(odd)] = 0.5 * (out.narrow(axis, 0, n - 1) + out.narrow(axis, 1, n - 1))
+        out = refined
+    return out
 
 
 def jacobian_determinant(disp_mm: torch.Tensor, spacing: float) -> torch.Tensor:

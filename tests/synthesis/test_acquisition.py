@@ -1,4 +1,5 @@
 import torch
+import torch.nn.functional as F
 
 from synthseg.synthesis.acquisition import add_noise, blur, kspace_motion, pool_partial_volume, simulate_resolution
 
@@ -24,6 +25,16 @@ def test_blur_keeps_constants_and_pooling_centres():
     pooled = pool_partial_volume(fine)
     assert pooled.shape == (5, 5, 5)
     assert torch.allclose(pooled[1:-1, 0, 0], torch.tensor([2.0, 4.0, 6.0]))
+
+
+
+def test_partial_volume_pooling_is_the_triangle_filter_with_stride_two():
+    fine = torch.rand(9, 11, 13, generator=torch.Generator().manual_seed(2))
+    k = torch.tensor([0.25, 0.5, 0.25])
+    kernel = (k[:, None, None] * k[None, :, None] * k[None, None, :])[None, None]
+    padded = F.pad(fine[None, None], [1] * 6, mode="replicate")
+    expected = F.conv3d(padded, kernel, stride=2)[0, 0]
+    assert torch.allclose(pool_partial_volume(fine), expected, atol=1e-6)
 
 
 def test_motion_without_shift_is_identity_and_with_shift_ghosts():

@@ -102,6 +102,17 @@ def test_morphology_and_partial_volume_run(phantom_template):
     assert image.shape == (24, 24, 24) and set(target.unique().tolist()) <= set(range(17))
 
 
+
+def test_partial_volume_changes_the_rendering_not_the_shape(phantom_template):
+    gen = _generator(phantom_template, spacing=8.0, rotation=20, scaling=0.2, elastic_std=(3, 3),
+                     morphology_probability=0.0, fov_cut_probability=0.0)
+    params = gen.sample_params(4)
+    fine = gen._sample_labels(params, 2, torch.Generator().manual_seed(0))
+    coarse = gen._sample_labels(params, 1, torch.Generator().manual_seed(0))
+    assert fine.shape == (47, 47, 47)
+    assert torch.equal(fine[::2, ::2, ::2], coarse)
+
+
 def test_morphology_renders_on_the_fine_grid_and_never_exceeds_the_drawn_distance(phantom_template):
     # 8 mm output from the 4 mm phantom: morphology must run on the 4 mm grid, in whole voxels
     gen = _generator(phantom_template, spacing=8.0, partial_volume_probability=0.0, morphology_probability=1.0,

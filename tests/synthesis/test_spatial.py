@@ -1,6 +1,9 @@
 import torch
 
-from synthseg.synthesis.spatial import affine_matrix, jacobian_determinant, smooth_displacement
+import torch.nn.functional as F
+
+from synthseg.synthesis.spatial import (affine_matrix, jacobian_determinant, smooth_displacement,
+                                          upsample_midpoints)
 
 
 def test_identity_affine():
@@ -25,3 +28,20 @@ def test_velocity_field_is_diffeomorphic_even_when_strong():
 def test_zero_std_is_identity():
     disp = smooth_displacement(torch.randn(3, 4, 4, 4), 0.0, (10, 10, 10), 1.0)
     assert torch.count_nonzero(disp) == 0
+
+
+def test_transform_on_the_integration_grid_equals_transform_after_upsampling():
+    noise = torch.randn((3, 4, 5, 6), generator=torch.Generator().manual_seed(1))
+    matrix = torch.tensor([[0.9, 0.2, 0.0], [-0.1, 1.1, 0.3], [0.0, 0.05, 0.8]])
+    plain = smooth_displacement(noise, 3.0, (30, 34, 38), 1.5)
+    mapped = smooth_displacement(noise, 3.0, (30, 34, 38), 1.5, transform=matrix)
+    assert torch.allclose(mapped, torch.einsum("ca,axyz->cxyz", matrix, plain), atol=1e-4)
+
+
+def test_midpoint_upsampling_equals_aligned_trilinear_and_keeps_the_points():
+    field = torch.randn((3, 5, 6, 7), generator=torch.Generator().manual_seed(3))
+    fine = upsample_midpoints(field)
+    assert fine.shape == (3, 9, 11, 13)
+    assert torch.equal(fine[:, ::2, ::2, ::2], field)
+    trilinear = F.interpolate(field[None], size=(9, 11, 13), mode="trilinear", align_corners=True)[0]
+    assert torch.allclose(fine, trilinear, atol=1e-5)
