@@ -7,7 +7,7 @@
 4. FreeSurfer "bert": norm.mgz against aseg.mgz;
 5. a PNG of the whole-head T1 ``chris_t1`` with the label overlay.
 
-    python benchmarks/accuracy.py [--model NAME] [--templates work/templates/aseg-charm] [--json OUT]
+    python benchmarks/accuracy.py [--model NAME] [--templates work/templates/aseg-charm] [--json OUT] [--tta]
 """
 
 from __future__ import annotations
@@ -129,14 +129,16 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     parser.add_argument("--png", default=None)
     parser.add_argument("--skip-synthetic", action="store_true")
+    parser.add_argument("--tta", action="store_true", help="left/right flip test-time augmentation")
     args = parser.parse_args()
     header("accuracy")
     from synthseg.inference.segmenter import Segmenter
 
-    segmenter = Segmenter(args.model, device="cpu")
+    segmenter = Segmenter(args.model, device="cpu", tta=args.tta)
     card = segmenter.card
     print(f"model {card['name']} ({card['training']['steps']} steps, sha256 {card['sha256'][:12]}…)")
-    report: dict = {"model": card["name"], "sha256": card["sha256"], "date": time.strftime("%Y-%m-%d")}
+    report: dict = {"model": card["name"], "sha256": card["sha256"], "date": time.strftime("%Y-%m-%d"),
+                    "tta": args.tta}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if not args.skip_synthetic:
