@@ -1,4 +1,6 @@
 import json
+import math
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +54,12 @@ def test_missing_and_broken_files(tmp_path):
     bad.write_text("optim: [unclosed\n")
     with pytest.raises(SynthSegError, match="not valid YAML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_project_configs_load_and_fit_the_network(path):
+    config = load_config(path)
+    factor = math.prod(config.model.strides)
+    assert all(n % factor == 0 for n in config.generator.patch_size)
+    assert len(config.model.strides) == len(config.model.channels) - 1
+    assert config.loop.steps <= config.optim.total_steps
