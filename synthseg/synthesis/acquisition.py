@@ -54,15 +54,10 @@ def pool_partial_volume(image: torch.Tensor) -> torch.Tensor:
     Separable, on strided views: memory-bound, ≈ 4× faster than a strided convolution."""
     out = image
     for axis in range(3):
-        def take(part: slice) -> torch.Tensor:
-            index = [slice(None)] * 3
-            index[axis] = part
-            return out[tuple(index)]
-
-        centres, between = take(slice(0, None, 2)), take(slice(1, None, 2))
-        left = torch.cat([take(slice(0, 1)), between], axis)
-        right = torch.cat([between, take(slice(-1, None))], axis)
-        out = 0.5 * centres + 0.25 * (left + right)
+        x = out.movedim(axis, 0)
+        between = x[1::2]
+        left, right = torch.cat([x[:1], between]), torch.cat([between, x[-1:]])
+        out = (0.5 * x[::2] + 0.25 * (left + right)).movedim(0, axis)
     return out
 
 

@@ -225,8 +225,8 @@ class Generator:
         clock = _StageClock(timings, dev)
         fields = torch.Generator(device=dev).manual_seed(params.fields_seed)
         factor = 2 if params.partial_volume else 1
-        shape = tuple(factor * n - (factor - 1) for n in cfg.patch_size)
         labels = self._sample_labels(params, factor, fields)
+        shape = labels.shape  # the render grid: the output grid, or 2n - 1 points per axis for factor 2
         clock("shape")
         labels = self._apply_morphology(labels, params.morphology).long()
         clock("morphology")

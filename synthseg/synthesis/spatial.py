@@ -79,14 +79,12 @@ def upsample_midpoints(field: torch.Tensor) -> torch.Tensor:
     every midpoint (exact for affine fields; what trilinear upsampling with aligned corners gives)."""
     out = field
     for axis in (1, 2, 3):
-        n = out.shape[axis]
         shape = list(out.shape)
-        shape[axis] = 2 * n - 1
-        refined = out.new_empty(shape)
-        even, odd = [slice(None)] * 4, [slice(None)] * 4
-        even[axis], odd[axis] = slice(0, None, 2), slice(1, None, 2)
-        refined[tuple(even)] = out
-        refined[tuple(odd)] = 0.5 * (out.narrow(axis, 0, n - 1) + out.narrow(axis, 1, n - 1))
+        shape[axis] = 2 * shape[axis] - 1
+        refined = out.new_empty(shape)  # contiguous in the final layout; filled through a moved view
+        x, r = out.movedim(axis, 0), refined.movedim(axis, 0)
+        r[::2] = x
+        r[1::2] = 0.5 * (x[:-1] + x[1:])
         out = refined
     return out
 

@@ -27,7 +27,6 @@ def test_blur_keeps_constants_and_pooling_centres():
     assert torch.allclose(pooled[1:-1, 0, 0], torch.tensor([2.0, 4.0, 6.0]))
 
 
-
 def test_partial_volume_pooling_is_the_triangle_filter_with_stride_two():
     fine = torch.rand(9, 11, 13, generator=torch.Generator().manual_seed(2))
     k = torch.tensor([0.25, 0.5, 0.25])

@@ -102,7 +102,6 @@ def test_morphology_and_partial_volume_run(phantom_template):
     assert image.shape == (24, 24, 24) and set(target.unique().tolist()) <= set(range(17))
 
 
-
 def test_partial_volume_changes_the_rendering_not_the_shape(phantom_template):
     gen = _generator(phantom_template, spacing=8.0, rotation=20, scaling=0.2, elastic_std=(3, 3),
                      morphology_probability=0.0, fov_cut_probability=0.0)

@@ -1,5 +1,4 @@
 import torch
-
 import torch.nn.functional as F
 
 from synthseg.synthesis.spatial import (affine_matrix, jacobian_determinant, smooth_displacement,
