@@ -21,3 +21,18 @@ def build_network(config: Any) -> torch.nn.Module:
 
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def adapt_kernels(state: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Fit ``state`` to the shapes of ``target`` where only a convolution's spatial kernel differs.
+
+    A k×k×k kernel becomes 1×1×1 as its sum over space, which keeps the response to a constant input;
+    anything else that differs is left for ``load_state_dict`` to reject.
+    """
+    adapted = dict(state)
+    for key, weights in state.items():
+        wanted = target.get(key)
+        if (wanted is not None and weights.shape != wanted.shape and weights.dim() == 5
+                and weights.shape[:2] == wanted.shape[:2] and tuple(wanted.shape[2:]) == (1, 1, 1)):
+            adapted[key] = weights.sum(dim=(2, 3, 4), keepdim=True)
+    return adapted

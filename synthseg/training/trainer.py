@@ -24,7 +24,7 @@ from synthseg.device import autocast_dtype, resolve_device
 from synthseg.errors import SynthSegError
 from synthseg.evaluation.metrics import dice_per_label
 from synthseg.labels.protocol import NUM_CLASSES
-from synthseg.networks import build_network, count_parameters
+from synthseg.networks import adapt_kernels, build_network, count_parameters
 from synthseg.synthesis.generator import Generator
 from synthseg.templates.library import load_templates, phantom_templates
 from synthseg.training.checkpoint import load_latest, mark_best, save_checkpoint
@@ -141,11 +141,16 @@ class Trainer:
         }
 
     def _load_initial_weights(self, path: Path) -> None:
-        """Warm start from exported weights (e.g. the shipped model when a run folder was lost)."""
+        """Warm start from exported weights (e.g. the shipped model when a run folder was lost).
+
+        The weights may come from a network whose strides differ: a level's residual projection is a
+        1×1×1 convolution at stride 1 and a 3×3×3 one otherwise, and is carried over as the kernel's sum
+        (the same response to a constant input)."""
         weights = path / "model.pt" if path.is_dir() else path
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
-            self.model.load_state_dict({k: v.float() for k, v in state.items()})
+            state = adapt_kernels({k: v.float() for k, v in state.items()}, self.model.state_dict())
+            self.model.load_state_dict(state)
         except (OSError, RuntimeError, KeyError) as error:
             raise SynthSegError(f"cannot use as initial weights ({error})", weights) from None
         self.log(f"initialised from {weights}")
