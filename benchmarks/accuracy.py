@@ -7,7 +7,7 @@
 4. FreeSurfer "bert": norm.mgz against aseg.mgz;
 5. a PNG of the whole-head T1 ``chris_t1`` with the label overlay.
 
-    python benchmarks/accuracy.py [--model NAME] [--templates work/templates/aseg-charm] [--json OUT] [--tta]
+    python benchmarks/accuracy.py [--model NAME] [--templates work/templates/aseg-charm] [--json OUT] [--no-tta]
 """
 
 from __future__ import annotations
@@ -129,7 +129,8 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     parser.add_argument("--png", default=None)
     parser.add_argument("--skip-synthetic", action="store_true")
-    parser.add_argument("--tta", action="store_true", help="left/right flip test-time augmentation")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
+                        help="left/right flip test-time augmentation (default: on, like `synthseg segment`)")
     args = parser.parse_args()
     header("accuracy")
     from synthseg.inference.segmenter import Segmenter

@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="shipped model name or a folder with model.json (default: shipped default)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps (default: auto)")
     p.add_argument("--threads", type=int, help="CPU threads")
-    p.add_argument("--tta", action="store_true", help="left/right flip test-time augmentation (2x slower)")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
+                   help="left/right flip test-time augmentation (default: on; --no-tta halves the network time)")
     p.add_argument("--modality", default="auto", choices=["auto", "mr", "ct"],
                    help="intensity handling: auto recognises CT from its Hounsfield range")
     p.add_argument("--amp", default="auto", choices=["auto", "off", "bf16", "fp16"],

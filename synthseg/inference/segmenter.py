@@ -82,7 +82,7 @@ def output_stem(path: Path | None) -> str:
 class Segmenter:
     """Load a model once and segment scans of any contrast, orientation and resolution."""
 
-    def __init__(self, model: str | Path | None = None, device: str = "auto", tta: bool = False,
+    def __init__(self, model: str | Path | None = None, device: str = "auto", tta: bool = True,
                  threads: int | None = None, modality: str = "auto", overlap: float = 0.5,
                  amp: str = "auto") -> None:
         if threads:
@@ -96,7 +96,8 @@ class Segmenter:
 
     @classmethod
     def from_network(cls, network: torch.nn.Module, card: dict, device: str = "cpu", **options) -> "Segmenter":
-        """Wrap an in-memory network (tests, validation during training) without files."""
+        """Wrap an in-memory network (tests, validation during training) without files; one pass per
+        window unless ``tta=True`` is given."""
         self = cls.__new__(cls)
         self.device = resolve_device(device)
         self.loaded = LoadedModel(network.to(self.device).eval(), card, None)
@@ -265,7 +266,7 @@ def _posterior_image(post: np.ndarray, image: Image) -> nib.Nifti1Image:
     return nifti
 
 
-def segment(x: Any, *, model: str | Path | None = None, device: str = "auto", tta: bool = False,
+def segment(x: Any, *, model: str | Path | None = None, device: str = "auto", tta: bool = True,
             posteriors: bool = False, affine: np.ndarray | None = None, **options) -> SegmentationResult:
     """One-shot form of :class:`Segmenter` (loads the model for this call only)."""
     return Segmenter(model=model, device=device, tta=tta, **options).segment(x, affine=affine, posteriors=posteriors)

@@ -21,7 +21,7 @@ def test_help_version_and_labels_do_not_import_torch():
     out = subprocess.run([exe, "--version"], capture_output=True, encoding="utf-8")
     assert out.stdout.strip() == f"synthseg {__version__}"
     helps = subprocess.run([exe, "segment", "--help"], capture_output=True, encoding="utf-8").stdout
-    for option in ("--tta", "--volumes", "--posteriors", "--qc", "--png", "--skip-existing", "--device"):
+    for option in ("--tta", "--no-tta", "--volumes", "--posteriors", "--qc", "--png", "--skip-existing", "--device"):
         assert option in helps
 
 
