@@ -26,8 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
                    help="left/right flip test-time augmentation (default: on; --no-tta halves the network time)")
     p.add_argument("--modality", default="auto", choices=["auto", "mr", "ct"],
-                   help="intensity handling: auto recognises CT in Hounsfield units; ct also takes CT "
-                   "stored as HU + 1024 (no negative values)")
+                   help="intensity handling: auto recognises CT from its Hounsfield range")
     p.add_argument("--amp", default="auto", choices=["auto", "off", "bf16", "fp16"],
                    help="autocast: auto = bf16 on GPUs and on CPUs with native bf16, else fp32")
     p.add_argument("--volumes", metavar="CSV", help="write structure volumes (ml) of the whole batch to CSV")

@@ -10,7 +10,6 @@ from synthseg.errors import SynthSegError
 from synthseg.synthesis.intensity import normalize_ct, normalize_mr
 
 MODALITIES = ("auto", "mr", "ct")
-CORMACK_OFFSET = 1024.0
 
 
 def looks_like_ct(data: np.ndarray) -> bool:
@@ -30,17 +29,10 @@ def detect_modality(data: np.ndarray, requested: str = "auto") -> str:
     return "ct" if looks_like_ct(data) else "mr"
 
 
-def to_hounsfield(data: np.ndarray) -> np.ndarray:
-    """CT values in HU. Scans stored with the Cormack offset (HU + 1024, so air sits near 0 and nothing
-    is negative) are shifted back; a head CT in HU always holds air near -1000."""
-    data = np.asarray(data, dtype=np.float32)
-    return data - CORMACK_OFFSET if data.min() > -200 else data
-
-
 def normalize(data: np.ndarray, modality: str) -> np.ndarray:
-    if modality == "ct":
-        return normalize_ct(torch.from_numpy(to_hounsfield(data))).numpy()
-    return normalize_mr(torch.from_numpy(np.asarray(data, dtype=np.float32))).numpy()
+    tensor = torch.from_numpy(np.asarray(data, dtype=np.float32))
+    out = normalize_ct(tensor) if modality == "ct" else normalize_mr(tensor)
+    return out.numpy()
 
 
 def head_box_mask(normalized: np.ndarray, threshold: float = 0.05) -> np.ndarray:
