@@ -9,6 +9,9 @@ import sys
 from synthseg import __version__
 from synthseg.errors import SynthSegError
 
+# commands that run torch on large volumes: they get glibc's memory reuse (synthseg.device.retain_freed_memory)
+HEAVY_COMMANDS = ("segment", "train", "demo", "generate")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -116,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "templates" and args.templates_command is None:
         parser.parse_args(["templates", "--help"])
     from synthseg.cli import commands  # heavy imports start here, after parsing
+
+    if args.command in HEAVY_COMMANDS:
+        from synthseg.device import retain_freed_memory
+
+        retain_freed_memory()
 
     handler = getattr(commands, f"cmd_{args.command}")
     try:

@@ -56,3 +56,24 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     if device.type == "cpu" and native_bf16_cpu():
         return torch.bfloat16
     return None
+
+
+def retain_freed_memory() -> bool:
+    """Have glibc keep freed memory in the process instead of returning it to the OS.
+
+    PyTorch's CPU kernels allocate and free blocks of tens of MB in every layer. With glibc's defaults
+    each such block is a fresh ``mmap`` whose pages fault in, zero-filled, on first touch: ≈ 230,000
+    page faults and 0.56 s of system time per 96³ training step on this project's CPU (1.7 vs 2.6 s
+    per step). Serving blocks from the heap and never trimming it reuses them instead; the peak is the
+    same, since the process held that memory anyway. Changes the whole process, so the command-line
+    front end calls it, not the library. Returns False where the C library is not glibc."""
+    import ctypes
+    import ctypes.util
+
+    m_trim_threshold, m_mmap_max = -1, -4  # mallopt parameter numbers from glibc's malloc.h
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2 ** 31 - 1))
