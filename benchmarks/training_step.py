@@ -1,5 +1,6 @@
 """Training step breakdown at the default patch: generation, forward, backward, optimiser; the
-generator's share of a step; and fp32 vs bf16 autocast on this device (amp=auto picks bf16 only where the CPU computes it natively).
+generator's share of a step; fp32 vs bf16 autocast on this device (amp=auto picks bf16 only where the
+CPU computes it natively); and bf16 again with freed memory retained (as `synthseg train` runs).
 
     python benchmarks/training_step.py [--steps 6] [--config configs/shipped-2mm.yaml]
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import resource
 import time
 
 import torch
@@ -24,7 +26,7 @@ def main() -> None:
     header("training step breakdown")
     from monai.losses import DiceCELoss
 
-    from synthseg.device import autocast_dtype
+    from synthseg.device import autocast_dtype, retain_freed_memory
     from synthseg.networks import build_network, count_parameters
     from synthseg.synthesis.generator import Generator
     from synthseg.training.config import load_config
@@ -39,10 +41,13 @@ def main() -> None:
     print(f"patch {config.generator.patch_size} at {config.generator.spacing} mm, model {config.model.channels} "
           f"({count_parameters(model):,} parameters)")
     generator(1)
-    for label, dtype in (("fp32", None), (f"autocast {autocast_dtype('auto', torch.device('cpu'))}",
-                                          autocast_dtype("auto", torch.device("cpu")))):
+    bf16 = autocast_dtype("auto", torch.device("cpu"))
+
+    def measure(label: str, dtype) -> float:
         totals = {"generate": 0.0, "forward": 0.0, "backward": 0.0, "optimiser": 0.0}
+        system_s = 0.0
         for step in range(args.steps):
+            usage = resource.getrusage(resource.RUSAGE_SELF)
             t0 = time.perf_counter()
             images, targets = generator(1)
             t1 = time.perf_counter()
@@ -58,12 +63,20 @@ def main() -> None:
             if step:  # the first step warms up allocators
                 for key, value in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                     totals[key] += value
+                system_s += resource.getrusage(resource.RUSAGE_SELF).ru_stime - usage.ru_stime
         n = args.steps - 1
         step_s = sum(totals.values()) / n
         print(f"{label}: step {step_s:.2f} s = {1 / step_s:.2f} steps/s; generator share "
-              f"{100 * totals['generate'] / n / step_s:.0f} % (goal <= 15 %)")
+              f"{100 * totals['generate'] / n / step_s:.0f} % (goal <= 15 %); system time {system_s / n:.2f} s")
         for key, value in totals.items():
             print(f"  {key:<10} {value / n:.3f} s ({100 * value / n / step_s:.0f} %)")
+        return step_s
+
+    measure("fp32", None)
+    default = measure(f"autocast {bf16}", bf16)
+    # last, because it cannot be undone in this process: what the CLI's heavy commands run with
+    retained = measure(f"autocast {bf16}, freed memory retained", bf16) if retain_freed_memory() else float("nan")
+    print(f"retaining freed memory: step time ratio {retained / default:.2f}")
     print(f"peak RSS {peak_rss_gb():.2f} GB")
     x = torch.rand(1, 1, *config.generator.patch_size)
     with torch.no_grad():
