@@ -1,6 +1,8 @@
 """Inference time and peak RSS per input size: a 1 mm 256³ whole head, a 0.7 mm whole head and a
 thick-slice (1×1×5 mm) head, each in a fresh process so the RSS is its own. Inputs are made from
-``../shared/data/dev/wholehead/chris_t1.nii.gz`` (a real whole-head T1).
+``../shared/data/dev/wholehead/chris_t1.nii.gz`` (a real whole-head T1). Each child runs as the
+library does by default; the 1 mm case runs once more with freed memory retained, as `synthseg segment`
+runs (``synthseg.device.retain_freed_memory``), and the ratio of the two is printed.
 
     python benchmarks/inference_speed.py [--model NAME] [--device cpu]
 """
@@ -21,6 +23,9 @@ from _common import SHARED, header
 CHILD = """
 import json, sys, time, resource
 t = time.perf_counter()
+if sys.argv[4] == "retain":
+    from synthseg.device import retain_freed_memory
+    retain_freed_memory()
 from synthseg.inference.segmenter import Segmenter
 seg = Segmenter(sys.argv[2] or None, device=sys.argv[3])
 load = time.perf_counter() - t
@@ -57,19 +62,27 @@ def main() -> None:
     args = parser.parse_args()
     header("inference time and memory per input size")
     with tempfile.TemporaryDirectory() as tmp:
-        for name, path in make_inputs(Path(tmp)).items():
+        walls = {}
+        inputs = make_inputs(Path(tmp))
+        for name, path, mode in [*((n, p, "default") for n, p in inputs.items()),
+                                 ("1mm_256cube", inputs["1mm_256cube"], "retain")]:
             import nibabel as nib
 
             shape = nib.load(str(path)).shape
-            out = subprocess.run([sys.executable, "-c", CHILD, str(path), args.model, args.device],
+            out = subprocess.run([sys.executable, "-c", CHILD, str(path), args.model, args.device, mode],
                                  capture_output=True, text=True)
             if out.returncode:
                 print(f"{name}: failed: {out.stderr.strip().splitlines()[-1]}")
                 continue
             r = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"{name:<18} {str(shape):<16} {np.prod(shape) / 1e6:5.1f} M voxels: wall {r['wall_s']:5.1f} s "
+            walls[(name, mode)] = r["wall_s"]
+            label = name if mode == "default" else f"{name}, retained"
+            print(f"{label:<28} {str(shape):<16} {np.prod(shape) / 1e6:5.1f} M voxels: wall {r['wall_s']:5.1f} s "
                   f"(load model {r['model_load_s']:.1f}, preprocess {r['preprocess_s']:.1f}, network "
                   f"{r['inference_s']:.1f}, resample back {r['resample_s']:.1f}), peak RSS {r['peak_rss_gb']:.2f} GB")
+        if ("1mm_256cube", "retain") in walls and ("1mm_256cube", "default") in walls:
+            print(f"1 mm 256³ with freed memory retained: wall-time ratio "
+                  f"{walls[('1mm_256cube', 'retain')] / walls[('1mm_256cube', 'default')]:.2f}")
     print("targets: 1 mm 256³ <= 30 s wall and <= 4 GB peak RSS on 2 CPU cores")
 
 

@@ -63,10 +63,12 @@ def retain_freed_memory() -> bool:
 
     PyTorch's CPU kernels allocate and free blocks of tens of MB in every layer. With glibc's defaults
     each such block is a fresh ``mmap`` whose pages fault in, zero-filled, on first touch: ≈ 230,000
-    page faults and 0.56 s of system time per 96³ training step on this project's CPU (1.7 vs 2.6 s
-    per step). Serving blocks from the heap and never trimming it reuses them instead; the peak is the
-    same, since the process held that memory anyway. Changes the whole process, so the command-line
-    front end calls it, not the library. Returns False where the C library is not glibc."""
+    page faults and 0.55 s of system time per 96³ training step on this project's CPU; reusing them
+    from the heap, never trimmed, makes the step 0.80× as long (``benchmarks/training_step.py``) and a
+    1 mm 256³ segmentation 0.71× (``benchmarks/inference_speed.py``), at ≈ 0.9 GB more peak memory there
+    (freed blocks stay and fragment). Changes the whole process, so the command-line front end calls it,
+    not the library.
+    Returns False where the C library is not glibc."""
     import ctypes
     import ctypes.util
 
