@@ -61,13 +61,14 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     header("inference time and memory per input size")
-    with tempfile.TemporaryDirectory() as tmp:
-        walls = {}
-        inputs = make_inputs(Path(tmp))
-        for name, path, mode in [*((n, p, "default") for n, p in inputs.items()),
-                                 ("1mm_256cube", inputs["1mm_256cube"], "retain")]:
-            import nibabel as nib
+    import nibabel as nib
 
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = make_inputs(Path(tmp))
+        runs = [(name, path, "default") for name, path in inputs.items()]
+        runs.append(("1mm_256cube", inputs["1mm_256cube"], "retain"))
+        walls = {}
+        for name, path, mode in runs:
             shape = nib.load(str(path)).shape
             out = subprocess.run([sys.executable, "-c", CHILD, str(path), args.model, args.device, mode],
                                  capture_output=True, text=True)
