@@ -75,8 +75,11 @@ def main() -> None:
     measure("fp32", None)
     default = measure(f"autocast {bf16}", bf16)
     # last, because it cannot be undone in this process: what the CLI's heavy commands run with
-    retained = measure(f"autocast {bf16}, freed memory retained", bf16) if retain_freed_memory() else float("nan")
-    print(f"retaining freed memory: step time ratio {retained / default:.2f}")
+    if retain_freed_memory():
+        retained = measure(f"autocast {bf16}, freed memory retained", bf16)
+        print(f"retaining freed memory: step time ratio {retained / default:.2f}")
+    else:
+        print("retaining freed memory: not available (C library is not glibc)")
     print(f"peak RSS {peak_rss_gb():.2f} GB")
     x = torch.rand(1, 1, *config.generator.patch_size)
     with torch.no_grad():
