@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import json
 import math
@@ -68,13 +69,19 @@ def synthetic_heldout(segmenter, folder: Path, names: list[str]) -> dict:
                     affine = affine.copy()
                     affine[:3, axis] *= 6
                 segmenter.modality = modality
-                labels = np.asarray(segmenter.segment(Image(image.astype(np.float32), affine)).labels.dataobj)
+                result = segmenter.segment(Image(image.astype(np.float32), affine))
+                labels = np.asarray(result.labels.dataobj)
                 scores = {s.short: dice(labels, target, s.id) for s in STRUCTURES[1:]}
                 results[f"{template.name}/{contrast}/{regime}"] = scores
                 print(f"  {template.name} {contrast:<5} {regime:<8} mean Dice {mean(scores.values()):.3f} "
-                      f"(no dura {mean(v for k, v in scores.items() if k != 'Dura'):.3f})", flush=True)
+                      f"(no dura {mean(v for k, v in scores.items() if k != 'Dura'):.3f}) {_pass(result)}", flush=True)
     segmenter.modality = "auto"
     return results
+
+
+def _pass(result) -> str:
+    """Which network gave the labels: the general model or a contrast expert (with its correlation)."""
+    return f"expert {result.expert['contrast']} (r {result.expert['correlation']:.2f})" if result.expert else "general"
 
 
 def real_t1(segmenter, tmp: Path) -> dict:
@@ -82,7 +89,10 @@ def real_t1(segmenter, tmp: Path) -> dict:
 
     images = sorted((SHARED / "dev" / "ixi" / "t1").glob("*.nii.gz"))
     refs = sorted((SHARED / "dev" / "ixi" / "dlmuse").glob("*.nii.gz"))
-    preds = [segmenter.segment(p).save(tmp / "ixi")["labels"] for p in images]
+    results = [segmenter.segment(p) for p in images]
+    passes = collections.Counter(_pass(r).split(" (")[0] for r in results)
+    print(f"  {', '.join(f'{name}: {n}' for name, n in passes.items())}", flush=True)
+    preds = [r.save(tmp / "ixi")["labels"] for r in results]
     rows = [r for case in evaluate_files(preds, refs, "muse", hd95=False) for r in case.rows]
     per_case = {}
     for r in rows:
@@ -93,8 +103,11 @@ def real_t1(segmenter, tmp: Path) -> dict:
 def contrast_consistency(segmenter, tmp: Path) -> dict:
     from synthseg.evaluation.evaluate import consistency
 
-    paths = [segmenter.segment(SHARED / "dev" / "multicontrast_stroke" / f"stroke_{c}.nii.gz").save(tmp / "stroke")
-             ["labels"] for c in ("T1", "T2", "FLAIR")]
+    paths = []
+    for contrast in ("T1", "T2", "FLAIR"):
+        result = segmenter.segment(SHARED / "dev" / "multicontrast_stroke" / f"stroke_{contrast}.nii.gz")
+        print(f"  stroke {contrast}: {_pass(result)}", flush=True)
+        paths.append(result.save(tmp / "stroke")["labels"])
     rows = consistency(paths)
     out: dict[str, dict] = {}
     for r in rows:
@@ -131,11 +144,13 @@ def main() -> None:
     parser.add_argument("--skip-synthetic", action="store_true")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
                         help="left/right flip test-time augmentation (default: on, like `synthseg segment`)")
+    parser.add_argument("--experts", action=argparse.BooleanOptionalAction, default=True,
+                        help="second pass by the model's contrast experts (default: on, like `synthseg segment`)")
     args = parser.parse_args()
     header("accuracy")
     from synthseg.inference.segmenter import Segmenter
 
-    segmenter = Segmenter(args.model, device="cpu", tta=args.tta)
+    segmenter = Segmenter(args.model, device="cpu", tta=args.tta, experts=args.experts)
     card = segmenter.card
     print(f"model {card['name']} ({card['training']['steps']} steps, sha256 {card['sha256'][:12]}…)")
     report: dict = {"model": card["name"], "sha256": card["sha256"], "date": time.strftime("%Y-%m-%d"),

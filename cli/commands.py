@@ -64,7 +64,7 @@ def cmd_segment(args: Namespace) -> int:
 
     def make() -> Segmenter:
         segmenters.append(Segmenter(args.model, device=device, tta=args.tta, threads=args.threads,
-                                    modality=args.modality, amp=args.amp))
+                                    modality=args.modality, amp=args.amp, experts=args.experts))
         return segmenters[0]
 
     report = batch.run_batch(inputs, out, make, posteriors=args.posteriors, qc=args.qc, png=args.png,
@@ -274,8 +274,11 @@ def cmd_train(args: Namespace) -> int:
 
 
 def cmd_export(args: Namespace) -> int:
-    from synthseg.training.export import export_model
+    from synthseg.training.export import add_expert, export_model
 
+    if args.expert:
+        print(f"added expert: {add_expert(args.checkpoint, args.output, args.expert, fp16=not args.fp32)}")
+        return 0
     evaluation = json.loads(Path(args.evaluation).read_text(encoding="utf-8")) if args.evaluation else None
     card = export_model(args.checkpoint, args.output, fp16=not args.fp32, evaluation=evaluation, notes=args.notes)
     print(f"exported {card}")

@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
                    help="left/right flip test-time augmentation (default: on; --no-tta halves the network time)")
+    p.add_argument("--experts", action=argparse.BooleanOptionalAction, default=True,
+                   help="second pass by the model's contrast expert for the scan, when it has one (default: on)")
     p.add_argument("--modality", default="auto", choices=["auto", "mr", "ct"],
                    help="intensity handling: auto recognises CT from its Hounsfield range")
     p.add_argument("--amp", default="auto", choices=["auto", "off", "bf16", "fp16"],
@@ -95,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp32", action="store_true", help="keep float32 weights (default: float16)")
     p.add_argument("--evaluation", help="JSON file of evaluation results to embed in the card")
     p.add_argument("--notes", default="", help="free text for the model card")
+    p.add_argument("--expert", choices=["t1", "t2", "flair", "pd", "ct"],
+                   help="add the checkpoint to the model folder -o as its expert for this contrast")
 
     p = sub.add_parser("evaluate", help="Dice, HD95 and volume differences against reference labels")
     p.add_argument("predictions", nargs="+", metavar="PRED")

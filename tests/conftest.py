@@ -76,10 +76,9 @@ def phantom_t1(tmp_path_factory, phantom_small):
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    """A tiny U-Net trained for a few dozen steps on the phantom, exported like a shipped model."""
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """The last checkpoint of a tiny U-Net trained for a few dozen steps on T1 renders of the phantom."""
     from synthseg.training.config import load_config
-    from synthseg.training.export import export_model
     from synthseg.training.trainer import Trainer
 
     run = tmp_path_factory.mktemp("tiny_run")
@@ -89,7 +88,14 @@ def tiny_model(tmp_path_factory) -> Path:
         "loop.steps=30", "loop.val_every=30", "loop.val_samples=1", "loop.png_every=0", "loop.log_every=10",
         "optim.lr=0.01", "optim.warmup_steps=5", "generator.mode=t1"])
     Trainer(config, run, progress=False).run()
-    checkpoints = sorted((run / "checkpoints").glob("step_*.pt"))
+    return sorted((run / "checkpoints").glob("step_*.pt"))[-1]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, tiny_checkpoint) -> Path:
+    """The tiny U-Net exported like a shipped model."""
+    from synthseg.training.export import export_model
+
     out = tmp_path_factory.mktemp("models") / "tiny"
-    export_model(checkpoints[-1], out, fp16=False)
+    export_model(tiny_checkpoint, out, fp16=False)
     return out

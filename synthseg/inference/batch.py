@@ -185,8 +185,9 @@ def provenance(options: dict, segmenter_card: dict | None, device: str, report: 
     return {
         "synthseg": __version__, "python": platform.python_version(), "torch": torch.__version__,
         "monai": monai.__version__, "nibabel": nibabel.__version__, "platform": platform.platform(),
-        "model": None if segmenter_card is None else {"name": segmenter_card.get("name"),
-                                                       "sha256": segmenter_card.get("sha256")},
+        "model": None if segmenter_card is None else {
+            "name": segmenter_card.get("name"), "sha256": segmenter_card.get("sha256"),
+            "experts": [e["contrast"] for e in segmenter_card.get("experts", [])]},
         "options": options, "device": device, "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
         "wall_s": round(time.time() - started, 2), "outputs": [str(p) for p in report.done],
         "skipped": [str(p) for p in report.skipped], "failures": report.failed, "timings": report.timings,

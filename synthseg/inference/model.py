@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import torch
 
 from synthseg.errors import SynthSegError
+from synthseg.inference.experts import Expert
 from synthseg.networks import build_network
 
 DEFAULT_MODEL = "synthseg-2mm"
@@ -20,6 +21,7 @@ class LoadedModel:
     network: torch.nn.Module
     card: dict
     path: Path | None
+    experts: list[Expert] = field(default_factory=list)
 
 
 def shipped_models_dir() -> Path:
@@ -53,7 +55,8 @@ def resolve_model_path(model: str | Path | None) -> Path:
                         "holding model.json)", model)
 
 
-def load_model(model: str | Path | None, device: torch.device) -> LoadedModel:
+def load_model(model: str | Path | None, device: torch.device, experts: bool = True) -> LoadedModel:
+    """The network of a model folder, and the contrast experts its card lists (unless ``experts=False``)."""
     folder = resolve_model_path(model)
     try:
         card = json.loads((folder / "model.json").read_text(encoding="utf-8"))
@@ -62,4 +65,8 @@ def load_model(model: str | Path | None, device: torch.device) -> LoadedModel:
         raise SynthSegError(f"model is unreadable ({error})", folder) from None
     network = build_network(card["network"])
     network.load_state_dict({k: v.float() for k, v in state.items()})
-    return LoadedModel(network.to(device).eval(), card, folder)
+    loaded = LoadedModel(network.to(device).eval(), card, folder)
+    for entry in card.get("experts", []) if experts else []:
+        expert = load_model(folder / entry["folder"], device, experts=False)
+        loaded.experts.append(Expert(entry["contrast"], expert.network, entry.get("signature")))
+    return loaded

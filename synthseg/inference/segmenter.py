@@ -2,8 +2,10 @@
 
 Pipeline: load → canonical orientation → anti-aliased resampling to the model's working spacing → intensity
 normalisation as in training (MR percentiles / CT window) → crop to the head → sliding-window
-inference with Gaussian blending → optional left/right flip TTA → class probabilities resampled
-onto the input's exact grid (slab by slab) → argmax → uint8 labels with the input's header.
+inference with Gaussian blending → optional left/right flip TTA → when the model has contrast experts,
+a second pass by the expert the first pass points to (:mod:`synthseg.inference.experts`) → class
+probabilities resampled onto the input's exact grid (slab by slab) → argmax → uint8 labels with the
+input's header.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from synthseg.errors import SynthSegError
 from synthseg.io.geometry import (BoundingBox, argmax_to_grid, grid_for_spacing, pad_to_shape, resample_to_grid,
                                   to_canonical)
 from synthseg.io.image import Image, load_image, looks_like_label_map, save_image, validate_image, write_atomic
+from synthseg.inference.experts import choose_expert, contrast_signature
 from synthseg.inference.model import LoadedModel, load_model
 from synthseg.inference.preprocessing import detect_modality, head_box_mask, normalize
 from synthseg.labels.protocol import NUM_CLASSES, STRUCTURES
@@ -43,6 +46,7 @@ class SegmentationResult:
     posteriors: nib.Nifti1Image | None = None
     source: Path | None = None
     warnings: list[str] = field(default_factory=list)
+    expert: dict | None = None  # {"contrast", "correlation"} of the second pass, None = general model only
 
     def save(self, folder: str | Path, stem: str | None = None, qc: bool = False) -> dict[str, Path]:
         """Write ``<stem>_dseg.nii.gz`` (plus ``_probseg.nii.gz`` and ``_qc.json`` when present/asked).
@@ -60,7 +64,8 @@ class SegmentationResult:
         if qc:
             paths["qc"] = folder / f"{stem}_qc.json"
             folder.mkdir(parents=True, exist_ok=True)
-            summary = {"modality": self.modality, "volumes_ml": self.volumes, "structures": self.qc}
+            summary = {"modality": self.modality, "expert": self.expert, "volumes_ml": self.volumes,
+                       "structures": self.qc}
             text = json.dumps(summary, indent=2) + "\n"
             write_atomic(paths["qc"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
         paths["labels"] = folder / f"{stem}_dseg.nii.gz"
@@ -84,11 +89,11 @@ class Segmenter:
 
     def __init__(self, model: str | Path | None = None, device: str = "auto", tta: bool = True,
                  threads: int | None = None, modality: str = "auto", overlap: float = 0.5,
-                 amp: str = "auto") -> None:
+                 amp: str = "auto", experts: bool = True) -> None:
         if threads:
             torch.set_num_threads(int(threads))
         self.device = resolve_device(device)
-        self.loaded = load_model(model, self.device)
+        self.loaded = load_model(model, self.device, experts=experts)
         self.tta = tta
         self.modality = modality
         self.overlap = overlap
@@ -123,7 +128,7 @@ class Segmenter:
         work, box, work_affine = self._prepare(image, modality)
         timings["preprocess_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        probs = self._predict(work)
+        probs, chosen = self._infer(work, modality)
         timings["inference_s"] = time.perf_counter() - t
         t = time.perf_counter()
         full = pad_to_shape(probs, box, fill=0.0)
@@ -139,7 +144,7 @@ class Segmenter:
         qc = self._qc(probs, volumes)
         timings["total_s"] = time.perf_counter() - start
         return SegmentationResult(label_img, volumes, qc, modality, {k: round(v, 3) for k, v in timings.items()},
-                                  post_img, image.path, warnings=list(image.meta.get("warnings", [])))
+                                  post_img, image.path, warnings=list(image.meta.get("warnings", [])), expert=chosen)
 
     # ------------------------------------------------------------------ steps
     @classmethod
@@ -185,16 +190,31 @@ class Segmenter:
         box = BoundingBox.around(head_box_mask(work), margin=4)
         return work[box.slices], box, affine
 
+    def _infer(self, work: np.ndarray, modality: str) -> tuple[np.ndarray, dict | None]:
+        """Probabilities from the general model or, when the model has one for this scan's contrast,
+        its expert; and which expert ran (``{"contrast", "correlation"}``, ``None`` = general)."""
+        passes = (False, True) if self.tta else (False,)
+        general, experts = self.loaded.network, self.loaded.experts
+        probs = self._predict(work, general, passes[:1] if experts else passes)  # one pass suffices to route
+        expert, correlation = choose_expert(experts, modality, contrast_signature(work, probs.argmax(0)))
+        if expert is not None:
+            return self._predict(work, expert.network, passes), {"contrast": expert.contrast,
+                                                                 "correlation": round(correlation, 3)}
+        if experts and self.tta:  # complete the general model's flip TTA
+            probs = (probs + self._predict(work, general, (True,))) / 2
+        return probs, None
+
     @torch.no_grad()
-    def _predict(self, work: np.ndarray) -> np.ndarray:
-        """Softmax probabilities ``(17, X, Y, Z)`` on the working grid (float32, CPU)."""
+    def _predict(self, work: np.ndarray, network: torch.nn.Module, flips: tuple[bool, ...]) -> np.ndarray:
+        """Softmax probabilities ``(17, X, Y, Z)`` on the working grid (float32, CPU), averaged over one
+        sliding-window pass per entry of ``flips`` (``True``: on the left/right mirrored input)."""
         from monai.inferers import sliding_window_inference
 
         tensor = torch.from_numpy(np.ascontiguousarray(work))[None, None]
         roi = tuple(int(n) for n in self.card["patch_size"])
 
         def run(device: torch.device) -> torch.Tensor:
-            net = self.loaded.network.to(device)
+            net = network.to(device)
             dtype = autocast_dtype(self.amp, device)
 
             def predictor(batch: torch.Tensor) -> torch.Tensor:
@@ -204,13 +224,13 @@ class Segmenter:
                     logits = net(batch)
                 return torch.softmax(logits.float(), dim=1)
 
-            out = sliding_window_inference(tensor, roi, 1, predictor, overlap=self.overlap, mode="gaussian",
-                                           sw_device=device, device=torch.device("cpu"))
-            if self.tta:
-                flipped = sliding_window_inference(tensor.flip(2), roi, 1, predictor, overlap=self.overlap,
-                                                   mode="gaussian", sw_device=device, device=torch.device("cpu"))
-                out = (out + flipped.flip(2)) / 2
-            return out
+            total = 0
+            for flip in flips:
+                x = tensor.flip(2) if flip else tensor
+                out = sliding_window_inference(x, roi, 1, predictor, overlap=self.overlap, mode="gaussian",
+                                               sw_device=device, device=torch.device("cpu"))
+                total = total + (out.flip(2) if flip else out)
+            return total / len(flips)
 
         try:
             probs = run(self.device)

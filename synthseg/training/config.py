@@ -117,6 +117,11 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             if not isinstance(node, dict):
                 raise SynthSegError(f"override {item!r}: '{part}' is not a section")
         node[parts[-1]] = yaml.safe_load(value)
+    return config_from_dict(data)
+
+
+def config_from_dict(data: dict) -> TrainConfig:
+    """A validated config from nested sections (as in YAML, or a checkpoint's ``config``)."""
     config = _build(TrainConfig, data, "")
     try:
         config.generator.validated()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -82,3 +84,69 @@ def _plain(value):
     if isinstance(value, (np.generic,)):
         return value.item()
     return str(value)
+
+
+EXPERT_CONTRASTS = ("t1", "t2", "flair", "pd", "ct")
+ARCHITECTURE = ("architecture", "channels", "strides", "num_res_units", "norm")
+
+
+def add_expert(checkpoint: str | Path, model_dir: str | Path, contrast: str, *, fp16: bool = True) -> Path:
+    """Export a fine-tune of ``model_dir``'s network on one contrast as its expert for that contrast
+    (``model_dir/experts/<contrast>``), with the contrast signature that routes scans to it, and list it
+    in ``model_dir``'s card (replacing an earlier expert for the same contrast)."""
+    model_dir = Path(model_dir)
+    if contrast not in EXPERT_CONTRASTS:
+        raise SynthSegError(f"expert contrast must be one of {', '.join(EXPERT_CONTRASTS)}, got {contrast!r}")
+    card_path = model_dir / CARD
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise SynthSegError(f"not a model folder ({error})", model_dir) from None
+    folder = Path("experts") / contrast
+    expert_card = json.loads(export_model(checkpoint, model_dir / folder, fp16=fp16,
+                                          name=f"{card['name']}-{contrast}").read_text(encoding="utf-8"))
+    if _architecture(expert_card) != _architecture(card):
+        shutil.rmtree(model_dir / folder)
+        raise SynthSegError("the expert's network, working spacing or patch differs from the model's", checkpoint)
+    signature = None if contrast == "ct" else expert_signature(expert_card["training"]["config"], contrast)
+    entry = {"contrast": contrast, "folder": folder.as_posix(), "signature": signature}
+    card["experts"] = [e for e in card.get("experts", []) if e["contrast"] != contrast] + [entry]
+    text = json.dumps(card, indent=2, default=_plain) + "\n"
+    write_atomic(card_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return card_path
+
+
+def _architecture(card: dict) -> tuple:
+    """What an expert shares with its model: the network's shape, the working spacing and the patch."""
+    return {k: card["network"].get(k) for k in ARCHITECTURE}, card["spacing_mm"], card["patch_size"]
+
+
+def expert_signature(config: dict, contrast: str) -> list[float | None]:
+    """The contrast signature of clean renders (no jitter, bias, gamma, noise or spread) of the
+    config's held-out templates at the working spacing: what a scan of this contrast looks like (``None``
+    for a structure none of them has)."""
+    from synthseg.inference.experts import contrast_signature
+    from synthseg.synthesis.config import rendering_config
+    from synthseg.synthesis.generator import Generator
+    from synthseg.training.config import config_from_dict
+    from synthseg.training.trainer import load_template_split
+
+    spacing = float(config["generator"]["spacing"])
+    _, held, recipe = load_template_split(config_from_dict(config))
+    signatures = []
+    for template in held:
+        voxel = np.sqrt((template.affine[:3, :3] ** 2).sum(0))
+        shape = tuple(int(np.ceil(n * v / spacing)) for n, v in zip(template.labels.shape, voxel))
+        clean = dataclasses.replace(rendering_config(shape, spacing, contrast), prior_jitter=0.0, std=(0.0, 1.0),
+                                    bias_probability=0.0, gamma_std=0.0, noise_probability=0.0,
+                                    texture_probability=0.0)
+        generator = Generator([template], recipe, clean, seed=0)
+        params = generator.sample_params(0)
+        params.centre = [float(c) for c in template.affine[:3, :3] @ ((np.asarray(template.labels.shape) - 1) / 2)
+                         + template.affine[:3, 3]]
+        image, targets = generator.render(params)
+        signatures.append(contrast_signature(image.numpy(), targets.numpy()))
+    stacked = np.stack(signatures)
+    found = ~np.isnan(stacked)
+    means = np.where(found, stacked, 0.0).sum(0) / np.maximum(found.sum(0), 1)
+    return [round(float(m), 4) if any_found else None for m, any_found in zip(means, found.any(0))]

@@ -21,7 +21,7 @@ def test_help_version_and_labels_do_not_import_torch():
     out = subprocess.run([exe, "--version"], capture_output=True, encoding="utf-8")
     assert out.stdout.strip() == f"synthseg {__version__}"
     helps = subprocess.run([exe, "segment", "--help"], capture_output=True, encoding="utf-8").stdout
-    for option in ("--tta", "--no-tta", "--volumes", "--posteriors", "--qc", "--png", "--skip-existing", "--device"):
+    for option in ("--tta", "--no-tta", "--no-experts", "--volumes", "--posteriors", "--qc", "--png", "--skip-existing", "--device"):
         assert option in helps
 
 
@@ -35,6 +35,21 @@ def test_end_to_end_demo_through_the_installed_command(tmp_path, tiny_model):
     assert labels.shape == image.shape and np.allclose(labels.affine, image.affine)
     assert (tmp_path / "phantom_t1_dseg.png").stat().st_size > 1000
     assert "results:" in proc.stdout and "Dice against the phantom" in proc.stdout
+
+
+def test_export_adds_a_contrast_expert_that_segment_uses_unless_told_not_to(tmp_path, tiny_model, tiny_checkpoint,
+                                                                          phantom_t1, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    assert main(["export", str(tiny_checkpoint), "-o", str(model), "--expert", "t1"]) == 0
+    assert "added expert" in capsys.readouterr().out
+    assert [e["contrast"] for e in json.loads((model / "model.json").read_text(encoding="utf-8"))["experts"]] == ["t1"]
+    for flag, expected in (("--experts", "t1"), ("--no-experts", None)):
+        out = tmp_path / flag
+        assert main(["segment", str(phantom_t1[0]), "-o", str(out), "--model", str(model), "--qc", "--device", "cpu",
+                     "--no-tta", flag]) == 0
+        qc = json.loads((out / "phantom_t1_qc.json").read_text(encoding="utf-8"))
+        assert (qc["expert"] or {}).get("contrast") == expected
 
 
 def test_templates_generate_and_evaluate_commands(tmp_path, phantom_small, capsys):

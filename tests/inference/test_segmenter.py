@@ -102,8 +102,9 @@ def test_flip_tta_is_on_by_default_and_makes_predictions_mirror_equivariant(segm
     assert segmenter.tta and not Segmenter(tiny_model, device="cpu", tta=False).tta
     rng = np.random.default_rng(0)
     work = rng.random((32, 24, 20), dtype=np.float32)  # one window along the flipped axis: no padding there
-    mirrored = segmenter._predict(np.ascontiguousarray(work[::-1]))
-    np.testing.assert_allclose(mirrored[:, ::-1], segmenter._predict(work), atol=1e-5)
-    single = Segmenter(tiny_model, device="cpu", tta=False)
-    assert not np.allclose(single._predict(np.ascontiguousarray(work[::-1]))[:, ::-1], single._predict(work),
+    net, mirror = segmenter.loaded.network, np.ascontiguousarray(work[::-1])
+    both = (False, True)
+    np.testing.assert_allclose(segmenter._predict(mirror, net, both)[:, ::-1], segmenter._predict(work, net, both),
+                               atol=1e-5)
+    assert not np.allclose(segmenter._predict(mirror, net, (False,))[:, ::-1], segmenter._predict(work, net, (False,)),
                            atol=1e-3)

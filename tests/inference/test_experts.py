@@ -1,0 +1,59 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from synthseg.errors import SynthSegError
+from synthseg.inference.experts import SIGNATURE_IDS, Expert, choose_expert, contrast_signature
+from synthseg.inference.segmenter import Segmenter
+from synthseg.training.export import add_expert
+
+T1 = [0.5, 0.77, 0.13, 0.14, 0.5, 0.67, 0.71, 0.58, 0.58, 0.5]  # clean 2 mm T1 renders, GM ... hippocampus
+T2 = [0.49, 0.36, 1.0, 0.98, 0.49, 0.38, 0.26, 0.4, 0.4, 0.49]
+
+
+def test_signature_is_the_mean_per_structure_and_nan_when_too_small():
+    labels = np.zeros((10, 10, 10), dtype=np.int64)
+    labels[:5] = 1
+    labels[5:, :5] = 2
+    labels[9, 9, 9] = 3  # one voxel: too few to measure
+    image = np.where(labels == 1, 0.25, 0.0) + np.where(labels == 2, np.linspace(0, 1, 10)[None, :, None], 0.0)
+    signature = contrast_signature(image, labels)
+    assert signature.shape == (len(SIGNATURE_IDS),)
+    assert signature[0] == pytest.approx(0.25)
+    assert signature[1] == pytest.approx(np.linspace(0, 1, 10)[:5].mean())
+    assert np.isnan(signature[2:]).all()
+
+
+def test_the_best_correlated_expert_is_chosen_above_the_threshold():
+    experts = [Expert("t1", None, T1), Expert("t2", None, T2), Expert("ct", None, None)]
+    t1_like = np.asarray(T1) * 0.8 + 0.1 + np.linspace(0, 0.02, len(T1))
+    chosen, r = choose_expert(experts, "mr", t1_like)
+    assert chosen.contrast == "t1" and r > 0.99
+    assert choose_expert(experts, "mr", np.asarray(T2)[::-1].copy())[0] is None  # unlike any expert
+    assert choose_expert(experts, "mr", np.full(len(T1), np.nan))[0] is None  # no brain found
+    assert choose_expert(experts, "ct", t1_like)[0].contrast == "ct"
+    assert choose_expert(experts[:2], "ct", t1_like) == (None, 0.0)
+
+
+def test_added_experts_are_listed_loaded_and_route_a_t1_scan(tiny_model, tiny_checkpoint, phantom_t1, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    for contrast in ("t2", "t1", "t1"):  # adding a contrast again replaces it
+        add_expert(tiny_checkpoint, model, contrast, fp16=False)
+    card = json.loads((model / "model.json").read_text())
+    assert [e["contrast"] for e in card["experts"]] == ["t2", "t1"]
+    t1 = np.asarray(card["experts"][1]["signature"])
+    gm, wm, csf = t1[:3]
+    assert wm > gm > csf  # the T1 ordering, measured on renders of the phantom
+    assert (model / "experts" / "t1" / "model.pt").is_file()
+    with pytest.raises(SynthSegError, match="contrast"):
+        add_expert(tiny_checkpoint, model, "dwi")
+
+    segmenter = Segmenter(model, device="cpu", tta=False)
+    assert [e.contrast for e in segmenter.loaded.experts] == ["t2", "t1"]
+    result = segmenter.segment(phantom_t1[0])
+    assert result.expert is not None and result.expert["contrast"] == "t1"
+    general = Segmenter(model, device="cpu", tta=False, experts=False).segment(phantom_t1[0])
+    assert general.expert is None and not Segmenter(model, device="cpu", experts=False).loaded.experts
