@@ -46,13 +46,12 @@ def synthetic_heldout(segmenter, folder: Path, names: list[str]) -> dict:
     results = {}
     for template in templates:
         shape = template.labels.shape
-        centre = list(template.affine[:3, :3] @ ((np.asarray(shape) - 1) / 2) + template.affine[:3, 3])
         for contrast in ("t1", "t2", "flair", "pd", "ct"):
             for regime in ("1mm", "thick6mm"):
                 config = rendering_config(shape, 1.0, contrast, thick_axis_mm=6.0 if regime != "1mm" else None)
                 generator = Generator([template], recipe, config, seed=0)
                 params = generator.sample_params(hash((template.name, contrast, regime)) % 10_000)
-                params.centre = centre
+                params.centre = template.grid_centre
                 image, target = generator.render(params)
                 image, target = image.numpy(), target.numpy()
                 affine = generator.output_affine(params)

@@ -128,7 +128,7 @@ def cmd_demo(args: Namespace) -> int:
     shape = templates[0].labels.shape
     generator = Generator(templates, recipe, rendering_config(shape, 1.0, args.contrast), seed=args.seed)
     params = generator.sample_params(args.seed)
-    params.centre = list(templates[0].affine[:3, :3] @ ((np.asarray(shape) - 1) / 2) + templates[0].affine[:3, 3])
+    params.centre = templates[0].grid_centre
     image, truth = generator.render(params)
     affine = generator.output_affine(params)
     stem = f"phantom_{args.contrast}"

@@ -67,7 +67,7 @@ def phantom_t1(tmp_path_factory, phantom_small):
     template = Template("phantom", labels, affine, {})
     generator = Generator([template], load_recipe("siam16"), rendering_config(labels.shape, 4.0, "t1"), seed=0)
     params = generator.sample_params(3)
-    params.centre = list(affine[:3, :3] @ ((np.asarray(labels.shape) - 1) / 2) + affine[:3, 3])
+    params.centre = template.grid_centre
     image, truth = generator.render(params)
     folder = tmp_path_factory.mktemp("phantom")
     out_affine = generator.output_affine(params)

@@ -31,6 +31,11 @@ class Template:
     affine: np.ndarray
     manifest: dict
 
+    @property
+    def grid_centre(self) -> list[float]:
+        """World position (mm) of the label grid's centre: where a render of the whole template is centred."""
+        return (self.affine[:3, :3] @ ((np.asarray(self.labels.shape) - 1) / 2) + self.affine[:3, 3]).tolist()
+
 
 def template_name(path: Path) -> str:
     name = path.name

@@ -142,8 +142,7 @@ def expert_signature(config: dict, contrast: str) -> list[float | None]:
                                     texture_probability=0.0)
         generator = Generator([template], recipe, clean, seed=0)
         params = generator.sample_params(0)
-        params.centre = [float(c) for c in template.affine[:3, :3] @ ((np.asarray(template.labels.shape) - 1) / 2)
-                         + template.affine[:3, 3]]
+        params.centre = template.grid_centre
         image, targets = generator.render(params)
         signatures.append(contrast_signature(image.numpy(), targets.numpy()))
     stacked = np.stack(signatures)

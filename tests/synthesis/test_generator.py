@@ -8,7 +8,6 @@ from synthseg.synthesis.config import GeneratorConfig, rendering_config
 from synthseg.synthesis.generator import Generator
 from synthseg.synthesis.intensity import CT_INFERENCE_WINDOW
 from synthseg.synthesis.tissues import TISSUES
-from tests.synthesis.conftest import centre_of
 
 SMALL = dict(patch_size=(24, 24, 24), spacing=4.0)
 
@@ -42,7 +41,7 @@ def test_zero_strength_is_the_identity(phantom_template):
     labels = templates[0].labels
     gen = Generator(templates, recipe, rendering_config(labels.shape, 4.0, "t1"), seed=0)
     params = gen.sample_params(0)
-    params.centre = centre_of(templates[0])
+    params.centre = templates[0].grid_centre
     _, target = gen.render(params)
     assert np.array_equal(target.numpy(), labels)
 
@@ -67,7 +66,7 @@ def test_ct_values_lie_in_their_hounsfield_ranges(phantom_template):
     config = dataclasses.replace(rendering_config(labels.shape, 4.0, "ct"), ct_std=False, noise_probability=0.0)
     gen = Generator(templates, recipe, config, seed=0)
     params = gen.sample_params(5)
-    params.centre = centre_of(templates[0])
+    params.centre = templates[0].grid_centre
     params.ct_window = [-1100.0, 2100.0]  # wide enough to see every tissue
     image, target = gen.render(params)
     hu = image * 3200.0 - 1100.0
@@ -87,7 +86,7 @@ def test_prior_modes_order_tissues_plausibly(phantom_template, mode):
                                  noise_probability=0.0, bias_probability=0.0, texture_probability=0.0)
     gen = Generator(templates, recipe, config, seed=0)
     params = gen.sample_params(1)
-    params.centre, params.gamma = centre_of(templates[0]), 1.0
+    params.centre, params.gamma = templates[0].grid_centre, 1.0
     image, target = gen.render(params)
     wm, csf = image[target == 2].mean(), image[target == 3].mean()
     assert (wm > csf) if mode in ("t1", "flair") else (csf > wm)
