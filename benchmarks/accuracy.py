@@ -89,7 +89,7 @@ def real_t1(segmenter, tmp: Path) -> dict:
     images = sorted((SHARED / "dev" / "ixi" / "t1").glob("*.nii.gz"))
     refs = sorted((SHARED / "dev" / "ixi" / "dlmuse").glob("*.nii.gz"))
     results = [segmenter.segment(p) for p in images]
-    passes = collections.Counter(_pass(r).split(" (")[0] for r in results)
+    passes = collections.Counter(f"expert {r.expert['contrast']}" if r.expert else "general" for r in results)
     print(f"  {', '.join(f'{name}: {n}' for name, n in passes.items())}", flush=True)
     preds = [r.save(tmp / "ixi")["labels"] for r in results]
     rows = [r for case in evaluate_files(preds, refs, "muse", hd95=False) for r in case.rows]

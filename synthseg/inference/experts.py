@@ -37,14 +37,15 @@ def contrast_signature(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.where(counts[ids] >= MIN_VOXELS, sums[ids] / np.maximum(counts[ids], 1), np.nan)
 
 
-def choose_expert(experts: list[Expert], modality: str, signature: np.ndarray) -> tuple[Expert | None, float]:
-    """The expert for a scan and the correlation that chose it (1.0 for CT; ``None`` = keep the
-    general model)."""
+def choose_expert(experts: list[Expert], modality: str, signature: np.ndarray | None
+                  ) -> tuple[Expert | None, float]:
+    """The expert for a scan and the correlation that chose it (1.0 for CT, which needs no signature;
+    ``None`` = keep the general model)."""
     if modality == "ct":
         ct = [e for e in experts if e.contrast == "ct"]
         return (ct[0], 1.0) if ct else (None, 0.0)
     best, best_r = None, -1.0
-    for expert in experts:
+    for expert in experts if signature is not None else []:
         if expert.signature is None:
             continue
         reference = np.asarray(expert.signature, dtype=np.float64)

@@ -195,14 +195,19 @@ class Segmenter:
         its expert; and which expert ran (``{"contrast", "correlation"}``, ``None`` = general)."""
         passes = (False, True) if self.tta else (False,)
         general, experts = self.loaded.network, self.loaded.experts
-        probs = self._predict(work, general, passes[:1] if experts else passes)  # one pass suffices to route
-        expert, correlation = choose_expert(experts, modality, contrast_signature(work, probs.argmax(0)))
+        first, signature = None, None
+        if experts and modality != "ct":  # MR experts are chosen from one pass of the general model
+            first = self._predict(work, general, passes[:1])
+            signature = contrast_signature(work, first.argmax(0))
+        expert, correlation = choose_expert(experts, modality, signature)
         if expert is not None:
             return self._predict(work, expert.network, passes), {"contrast": expert.contrast,
                                                                  "correlation": round(correlation, 3)}
-        if experts and self.tta:  # complete the general model's flip TTA
-            probs = (probs + self._predict(work, general, (True,))) / 2
-        return probs, None
+        if first is None:
+            return self._predict(work, general, passes), None
+        if self.tta:  # complete the general model's flip TTA
+            first = (first + self._predict(work, general, passes[1:])) / 2
+        return first, None
 
     @torch.no_grad()
     def _predict(self, work: np.ndarray, network: torch.nn.Module, flips: tuple[bool, ...]) -> np.ndarray:

@@ -75,9 +75,13 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, fp16: bool = Tr
         "weights_dtype": "float16" if fp16 else "float32",
         "sha256": sha256(out_dir / WEIGHTS),
     }
+    return _write_card(out_dir / CARD, card)
+
+
+def _write_card(path: Path, card: dict) -> Path:
     text = json.dumps(card, indent=2, default=_plain) + "\n"
-    write_atomic(out_dir / CARD, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    return out_dir / CARD
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return path
 
 
 def _plain(value):
@@ -111,9 +115,7 @@ def add_expert(checkpoint: str | Path, model_dir: str | Path, contrast: str, *, 
     signature = None if contrast == "ct" else expert_signature(expert_card["training"]["config"], contrast)
     entry = {"contrast": contrast, "folder": folder.as_posix(), "signature": signature}
     card["experts"] = [e for e in card.get("experts", []) if e["contrast"] != contrast] + [entry]
-    text = json.dumps(card, indent=2, default=_plain) + "\n"
-    write_atomic(card_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    return card_path
+    return _write_card(card_path, card)
 
 
 def _architecture(card: dict) -> tuple:
