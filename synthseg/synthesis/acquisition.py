@@ -1,5 +1,6 @@
 """Acquisition: resolution (slice profile blur, down- and up-sampling), partial-volume pooling,
-k-space motion ghosting, noise and field-of-view cuts. Deterministic given their parameters.
+k-space motion ghosting, noise, field-of-view cuts and skull stripping (the brain mask a stripping tool
+would have applied before the scan reaches us). Deterministic given their parameters.
 """
 
 from __future__ import annotations
@@ -96,3 +97,22 @@ def cut_field_of_view(shape, top_vox: int, bottom_vox: int, device=None) -> torc
     if bottom_vox > 0:
         keep[..., :bottom_vox] = False
     return keep
+
+
+def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """Binary dilation of a ``(X, Y, Z)`` mask by a cube of half-width ``radius`` voxels."""
+    if radius <= 0:
+        return mask
+    return F.max_pool3d(mask[None, None].float(), 2 * radius + 1, stride=1, padding=radius)[0, 0] > 0
+
+
+def erode(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """Binary erosion by a cube of half-width ``radius`` voxels (outside the grid counts as inside)."""
+    return ~dilate(~mask, radius)
+
+
+def brain_mask(brain: torch.Tensor, closing_vox: int, margin_vox: int) -> torch.Tensor:
+    """The mask a skull-stripping tool keeps: the brain closed over its sulci (``closing_vox``), then
+    grown (``margin_vox`` > 0: a rim of CSF and meninges kept) or shrunk (< 0: cortex shaved off)."""
+    mask = erode(dilate(brain, closing_vox), closing_vox)
+    return dilate(mask, margin_vox) if margin_vox >= 0 else erode(mask, -margin_vox)

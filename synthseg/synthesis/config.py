@@ -69,6 +69,11 @@ class GeneratorConfig:
     motion_translation: RangeSpec = (0.0, 3.0)  # mm
     fov_cut_probability: float = 0.3
     fov_cut: RangeSpec = (0.0, 40.0)  # mm removed at the top or bottom
+    # skull stripping: everything outside a brain mask set to 0 in image and target, as users'
+    # stripped scans arrive (FreeSurfer's norm.mgz, BET, SynthStrip, most lesion datasets)
+    strip_probability: float = 0.15
+    strip_margin: RangeSpec = (-2.0, 4.0)  # mm around the sulci-closed brain; < 0 shaves cortex off
+    strip_closing: float = 4.0  # mm, radius of the closing that fills sulci before the margin
 
     def validated(self) -> "ValidatedConfig":
         return ValidatedConfig(self)
@@ -82,7 +87,7 @@ _RANGES = {
     "texture_strength": dict(low=0, high=1), "ct_std": dict(low=0), "ct_window_centre": dict(),
     "ct_window_width": dict(low=1), "bias_std": dict(low=0), "noise_std": dict(low=0),
     "resolution_isotropic": dict(low=0), "resolution_thick": dict(low=0),
-    "motion_translation": dict(low=0), "fov_cut": dict(low=0),
+    "motion_translation": dict(low=0), "fov_cut": dict(low=0), "strip_margin": dict(),
 }
 
 
@@ -104,6 +109,8 @@ class ValidatedConfig:
             raise ValueError(f"generator.patch_size: expected three sizes >= 4, got {config.patch_size}")
         if config.spacing <= 0:
             raise ValueError(f"generator.spacing: must be > 0 mm, got {config.spacing}")
+        if config.strip_closing < 0:
+            raise ValueError(f"generator.strip_closing: must be >= 0 mm, got {config.strip_closing}")
         if config.elastic_spacing <= 0 or config.bias_grid < 2:
             raise ValueError("generator.elastic_spacing must be > 0 and generator.bias_grid >= 2")
         lo, hi = config.motion_shots
@@ -116,7 +123,7 @@ class ValidatedConfig:
 def rendering_config(shape, spacing: float, mode: str, low_res: float | None = None,
                      thick_axis_mm: float | None = None) -> GeneratorConfig:
     """A generator config that renders a whole template in one contrast without changing its shape:
-    spatial, morphology, flips, cuts and motion off; optional isotropic or thick-slice resolution."""
+    spatial, morphology, flips, cuts, stripping and motion off; optional isotropic or thick-slice resolution."""
     resolution = {"resolution_native_probability": 1.0, "resolution_isotropic_probability": 0.0}
     if low_res:
         resolution = {"resolution_native_probability": 0.0, "resolution_isotropic_probability": 1.0,
@@ -128,4 +135,4 @@ def rendering_config(shape, spacing: float, mode: str, low_res: float | None = N
         patch_size=tuple(int(n) for n in shape), spacing=spacing, mode=mode, rotation=False, scaling=False,
         shear=False, translation=False, elastic_std=False, flip_probability=0.0, morphology_probability=0.0,
         partial_volume_probability=0.0, motion_probability=0.0, fov_cut_probability=0.0,
-        ct_inference_window_probability=1.0, **resolution)
+        strip_probability=0.0, ct_inference_window_probability=1.0, **resolution)

@@ -7,7 +7,7 @@ single samples with the same seeds), then :meth:`Generator.render` applies them 
     shape (affine + velocity field, read from the template by world coordinates on the output
     grid only) → labels → local morphology → per-class intensities (MR or CT)
     → partial-volume pooling → texture → bias → resolution → motion → noise → normalisation → gamma
-    → field-of-view cut → flip.
+    → skull stripping → field-of-view cut → flip.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from synthseg.labels.protocol import BRAIN_IDS
 from synthseg.synthesis import acquisition, intensity, morphology
 from synthseg.synthesis.config import GeneratorConfig
 from synthseg.synthesis.params import chance, uniform
@@ -57,6 +58,7 @@ class SampleParams:
     rician: bool
     fov_cut: list[int]
     fields_seed: int = 0
+    strip_margin: int | None = None  # output voxels around the closed brain mask; None = not stripped
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -90,6 +92,7 @@ class Generator:
             raise ValueError(f"recipe '{recipe.name}' has {len(codes)} codes; the generator supports up to 255")
         self.index_class = torch.tensor(index_class, device=self.device)
         self.index_target = torch.tensor(index_target, dtype=torch.uint8, device=self.device)
+        self.brain_targets = torch.tensor(BRAIN_IDS, dtype=torch.uint8, device=self.device)
         self.background_class = index_class[0]
         csf = [i for i, t in enumerate(index_target) if t == 3]
         self.csf_index = csf[0] if csf else 0
@@ -178,7 +181,7 @@ class Generator:
         cut = [0, 0]
         if cfg.fov_cut and chance(rng, cfg.fov_cut_probability):
             cut[int(torch.randint(2, (), generator=rng))] = int(float(uniform(rng, cfg.fov_cut)) / cfg.spacing)
-        return SampleParams(
+        params = SampleParams(
             seed=int(seed), template=template, partial_volume=pv,
             rotation=uniform(rng, cfg.rotation, (3,)).tolist(), scaling=uniform(rng, cfg.scaling, (3,), 1.0).tolist(),
             shear=uniform(rng, cfg.shear, (3,)).tolist(), centre=centre,
@@ -187,6 +190,9 @@ class Generator:
             texture_strength=texture, ct_window=ct_window, bias_std=bias, gamma=gamma, low_res=low_res,
             motion_shifts=motion, motion_axis=motion_axis, noise_std=noise, rician=rician, fov_cut=cut,
             fields_seed=int(torch.randint(2 ** 62, (), generator=rng)))
+        if chance(rng, cfg.strip_probability):  # drawn last: switching it on leaves every other draw as it was
+            params.strip_margin = int(round(float(uniform(rng, cfg.strip_margin)) / cfg.spacing))
+        return params
 
     def _draw_modality(self, rng: torch.Generator) -> str:
         cfg = self.cfg
@@ -273,8 +279,14 @@ class Generator:
             image = acquisition.add_noise(image, params.noise_std * float(scale), params.rician, noise_a, noise_b)
             image = intensity.normalize_mr(image.clamp(min=0)) ** params.gamma
         clock("noise_gamma_normalise")
+        keep = None
+        if params.strip_margin is not None:
+            brain = torch.isin(targets, self.brain_targets)
+            keep = acquisition.brain_mask(brain, round(cfg.strip_closing / cfg.spacing), params.strip_margin)
         if any(params.fov_cut):
-            keep = acquisition.cut_field_of_view(out_shape, params.fov_cut[0], params.fov_cut[1], dev)
+            cut = acquisition.cut_field_of_view(out_shape, params.fov_cut[0], params.fov_cut[1], dev)
+            keep = cut if keep is None else keep & cut
+        if keep is not None:
             image = torch.where(keep, image, torch.zeros((), device=dev))
             targets = torch.where(keep, targets, torch.zeros((), dtype=targets.dtype, device=dev))
         if params.flip:

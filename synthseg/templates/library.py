@@ -16,7 +16,7 @@ import numpy as np
 from synthseg.errors import SynthSegError
 from synthseg.io.geometry import crop_to_mask, resample_to_spacing, to_canonical
 from synthseg.io.image import Image, load_image, save_image, write_atomic
-from synthseg.labels.protocol import NUM_CLASSES
+from synthseg.labels.protocol import BRAIN_IDS, NUM_CLASSES
 from synthseg.templates.dura import synthesize_dura
 from synthseg.templates.recipe import Recipe, load_recipe
 
@@ -99,7 +99,7 @@ def import_template(path: Path, recipe: Recipe, out_dir: Path, *, spacing: float
         "classes": sorted({recipe.labels[int(c)].intensity_class for c in present}),
         "targets_present": [int(t) for t in np.flatnonzero(counts)],
         "volumes_ml": {str(t): round(float(counts[t]) * ml, 3) for t in range(1, NUM_CLASSES)},
-        "brain_volume_ml": round(float(counts[[1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12]].sum()) * ml, 1),
+        "brain_volume_ml": round(float(counts[list(BRAIN_IDS)].sum()) * ml, 1),
         "dura": {"synthesized": synthesized, "thickness_mm": dura_thickness if synthesized else None},
         "unknown_codes_mapped_to_background": missing,
     }

@@ -1,7 +1,8 @@
 import torch
 import torch.nn.functional as F
 
-from synthseg.synthesis.acquisition import add_noise, blur, kspace_motion, pool_partial_volume, simulate_resolution
+from synthseg.synthesis.acquisition import (add_noise, blur, brain_mask, dilate, erode, kspace_motion,
+                                            pool_partial_volume, simulate_resolution)
 
 
 def _energy_along(volume, axis):
@@ -49,3 +50,20 @@ def test_rician_noise_is_non_negative_and_gaussian_is_additive():
     a, b = torch.randn(8, 8, 8), torch.randn(8, 8, 8)
     assert add_noise(image, 0.1, True, a, b).min() >= 0
     assert torch.allclose(add_noise(image, 0.1, False, a, b), 0.1 * a)
+
+
+def test_dilation_and_erosion_move_a_cube_face_by_the_radius():
+    cube = torch.zeros(20, 20, 20, dtype=torch.bool)
+    cube[6:14, 6:14, 6:14] = True
+    assert dilate(cube, 2).sum() == 12 ** 3 and erode(cube, 2).sum() == 4 ** 3
+    assert torch.equal(dilate(cube, 0), cube) and torch.equal(erode(dilate(cube, 3), 3), cube)
+
+
+def test_brain_mask_fills_a_sulcus_then_applies_the_margin():
+    brain = torch.zeros(24, 24, 24, dtype=torch.bool)
+    brain[6:18, 6:18, 6:18] = True
+    brain[11:13, 6:18, 12:18] = False  # a 2-voxel sulcus cut in from the top
+    closed = brain_mask(brain, 2, 0)
+    assert closed[11:13, 6:18, 12:17].all() and closed.sum() == 12 ** 3
+    assert brain_mask(brain, 2, 1).sum() == 14 ** 3 and brain_mask(brain, 2, -1).sum() == 10 ** 3
+    assert torch.equal(brain_mask(brain, 0, 0), brain)

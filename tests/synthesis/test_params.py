@@ -22,6 +22,7 @@ def test_range_errors(value, message):
 @pytest.mark.parametrize("field, value, message", [
     ("rotation", 500, "goes below -180"), ("std", (-1, 2), "goes below 0"), ("bias_probability", 1.5, "probability"),
     ("mode", "xray", "not one of"), ("patch_size", (2, 2, 2), "patch_size"), ("motion_shots", (3, 1), "motion_shots"),
+    ("strip_margin", (3, -2), "min > max"), ("strip_closing", -1.0, "strip_closing"),
 ])
 def test_generator_config_is_validated_at_construction(field, value, message):
     config = GeneratorConfig(**{field: value})
