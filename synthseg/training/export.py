@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
+import io
 import json
 import shutil
 from pathlib import Path
@@ -52,7 +53,9 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, fp16: bool = Tr
         raise SynthSegError(f"not a synthseg training checkpoint ({error})", checkpoint) from None
     weights = {k: (v.half() if fp16 and v.is_floating_point() else v) for k, v in state["model"].items()}
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(out_dir / WEIGHTS, lambda tmp: torch.save(weights, tmp))
+    buffer = io.BytesIO()  # serialised in memory: torch names the archive after the file, a random temp name
+    torch.save(weights, buffer)
+    write_atomic(out_dir / WEIGHTS, lambda tmp: tmp.write_bytes(buffer.getvalue()))
     generator = config["generator"]
     history = state.get("history", [])
     card = {

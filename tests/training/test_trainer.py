@@ -65,6 +65,8 @@ def test_export_writes_weights_and_card(tmp_path):
     assert card["training"]["steps"] == 2 and card["holdout_templates"] == ["phantom-2"]
     weights = torch.load(tmp_path / "model" / "model.pt", weights_only=True)
     assert all(v.dtype == torch.float16 for v in weights.values() if v.is_floating_point())
+    again = export_model(list_checkpoints(tmp_path / "checkpoints")[-1], tmp_path / "again")
+    assert json.loads(again.read_text(encoding="utf-8"))["sha256"] == card["sha256"]  # byte-reproducible
 
 
 def test_warm_start_from_exported_weights(tmp_path):
