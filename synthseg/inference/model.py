@@ -67,6 +67,9 @@ def load_model(model: str | Path | None, device: torch.device, experts: bool = T
     network.load_state_dict({k: v.float() for k, v in state.items()})
     loaded = LoadedModel(network.to(device).eval(), card, folder)
     for entry in card.get("experts", []) if experts else []:
+        if not isinstance(entry, dict) or not {"contrast", "folder"} <= entry.keys():
+            raise SynthSegError(f"card lists an expert without 'contrast' and 'folder': {entry!r}",
+                                folder / "model.json")
         expert = load_model(folder / entry["folder"], device, experts=False)
         loaded.experts.append(Expert(entry["contrast"], expert.network, entry.get("signature")))
     return loaded

@@ -57,3 +57,14 @@ def test_added_experts_are_listed_loaded_and_route_a_t1_scan(tiny_model, tiny_ch
     assert result.expert is not None and result.expert["contrast"] == "t1"
     general = Segmenter(model, device="cpu", tta=False, experts=False).segment(phantom_t1[0])
     assert general.expert is None and not Segmenter(model, device="cpu", experts=False).loaded.experts
+
+
+def test_a_card_expert_entry_without_its_folder_is_a_one_line_error(tiny_model, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    card = json.loads((model / "model.json").read_text())
+    card["experts"] = [{"contrast": "t1", "signature": None}]
+    (model / "model.json").write_text(json.dumps(card))
+    with pytest.raises(SynthSegError, match="without 'contrast' and 'folder'"):
+        Segmenter(model, device="cpu")
+    assert Segmenter(model, device="cpu", experts=False).loaded.experts == []
