@@ -8,6 +8,7 @@ import sys
 
 from synthseg import __version__
 from synthseg.errors import SynthSegError
+from synthseg.synthesis.tissues import CONTRASTS
 
 # commands that run torch on large volumes: they get glibc's memory reuse (synthseg.device.retain_freed_memory)
 HEAVY_COMMANDS = ("segment", "train", "demo", "generate")
@@ -97,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp32", action="store_true", help="keep float32 weights (default: float16)")
     p.add_argument("--evaluation", help="JSON file of evaluation results to embed in the card")
     p.add_argument("--notes", default="", help="free text for the model card")
-    p.add_argument("--expert", choices=["t1", "t2", "flair", "pd", "ct"],
+    p.add_argument("--expert", choices=CONTRASTS,
                    help="add the checkpoint to the model folder -o as its expert for this contrast")
 
     p = sub.add_parser("evaluate", help="Dice, HD95 and volume differences against reference labels")

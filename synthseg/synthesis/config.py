@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from synthseg.synthesis.params import RangeSpec, check_probability, to_range
+from synthseg.synthesis.tissues import MR_CONTRASTS
 
-MODES = ("mixed", "mr", "ct", "t1", "t2", "flair", "pd")
+MODES = ("mixed", "mr", "ct", *MR_CONTRASTS)
 
 
 @dataclass

@@ -39,3 +39,4 @@ TISSUES: dict[str, Tissue] = {
     "cancellous_bone": Tissue(160, 110, 130, 130, (200, 700)),
 }
 MR_CONTRASTS = ("t1", "t2", "flair", "pd")
+CONTRASTS = (*MR_CONTRASTS, "ct")  # every contrast family a sample, a render or an expert can have

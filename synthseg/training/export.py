@@ -18,6 +18,7 @@ from synthseg.errors import SynthSegError
 from synthseg.io.image import write_atomic
 from synthseg.labels.protocol import STRUCTURES
 from synthseg.synthesis.intensity import CT_INFERENCE_WINDOW, MR_PERCENTILES
+from synthseg.synthesis.tissues import CONTRASTS
 
 WEIGHTS, CARD = "model.pt", "model.json"
 
@@ -93,7 +94,6 @@ def _plain(value):
     return str(value)
 
 
-EXPERT_CONTRASTS = ("t1", "t2", "flair", "pd", "ct")
 ARCHITECTURE = ("architecture", "channels", "strides", "num_res_units", "norm")
 
 
@@ -102,8 +102,8 @@ def add_expert(checkpoint: str | Path, model_dir: str | Path, contrast: str, *, 
     (``model_dir/experts/<contrast>``), with the contrast signature that routes scans to it, and list it
     in ``model_dir``'s card (replacing an earlier expert for the same contrast)."""
     model_dir = Path(model_dir)
-    if contrast not in EXPERT_CONTRASTS:
-        raise SynthSegError(f"expert contrast must be one of {', '.join(EXPERT_CONTRASTS)}, got {contrast!r}")
+    if contrast not in CONTRASTS:
+        raise SynthSegError(f"expert contrast must be one of {', '.join(CONTRASTS)}, got {contrast!r}")
     card_path = model_dir / CARD
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
