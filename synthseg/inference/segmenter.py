@@ -32,6 +32,10 @@ from synthseg.labels.protocol import NUM_CLASSES, STRUCTURES
 from synthseg.synthesis.acquisition import blur
 
 INTRACRANIAL = tuple(range(1, 15))  # brain, CSF, dura and vessels: everything inside the skull
+# Skull + rest of head below this fraction of the intracranial volume: the input was skull-stripped. Measured
+# with the shipped model: stripped scans 0.02-0.13 (bert norm.mgz, stroke T1/T2, stripped CT), whole heads
+# 0.9-1.6 (IXI, chris_t1, CT).
+STRIPPED_HEAD_RATIO = 0.25
 
 
 @dataclass
@@ -47,6 +51,7 @@ class SegmentationResult:
     source: Path | None = None
     warnings: list[str] = field(default_factory=list)
     expert: dict | None = None  # {"contrast", "correlation"} of the second pass, None = general model only
+    skull_stripped: bool = False  # too little skull and scalp found: extra-cerebral volumes are not meaningful
 
     def save(self, folder: str | Path, stem: str | None = None, qc: bool = False) -> dict[str, Path]:
         """Write ``<stem>_dseg.nii.gz`` (plus ``_probseg.nii.gz`` and ``_qc.json`` when present/asked).
@@ -64,8 +69,8 @@ class SegmentationResult:
         if qc:
             paths["qc"] = folder / f"{stem}_qc.json"
             folder.mkdir(parents=True, exist_ok=True)
-            summary = {"modality": self.modality, "expert": self.expert, "volumes_ml": self.volumes,
-                       "structures": self.qc}
+            summary = {"modality": self.modality, "expert": self.expert, "skull_stripped": self.skull_stripped,
+                       "volumes_ml": self.volumes, "structures": self.qc}
             text = json.dumps(summary, indent=2) + "\n"
             write_atomic(paths["qc"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
         paths["labels"] = folder / f"{stem}_dseg.nii.gz"
@@ -142,9 +147,13 @@ class Segmenter:
         label_img = image.with_data(labels.astype(np.uint8)).to_nifti(np.uint8)
         volumes = _volumes(labels, image.spacing)
         qc = self._qc(probs, volumes)
+        warnings = list(image.meta.get("warnings", []))
+        stripped = looks_skull_stripped(volumes)
+        if stripped:
+            warnings.append("input looks skull-stripped: dura, vessel, skull and head volumes are not meaningful")
         timings["total_s"] = time.perf_counter() - start
         return SegmentationResult(label_img, volumes, qc, modality, {k: round(v, 3) for k, v in timings.items()},
-                                  post_img, image.path, warnings=list(image.meta.get("warnings", [])), expert=chosen)
+                                  post_img, image.path, warnings=warnings, expert=chosen, skull_stripped=stripped)
 
     # ------------------------------------------------------------------ steps
     @classmethod
@@ -271,6 +280,11 @@ def _inside(box: BoundingBox) -> np.ndarray:
     mask = np.zeros(box.shape, dtype=bool)
     mask[box.slices] = True
     return mask
+
+
+def looks_skull_stripped(volumes: dict[str, float]) -> bool:
+    """Whether the segmented skull and scalp are too small for an unstripped head (see ``STRIPPED_HEAD_RATIO``)."""
+    return volumes["Skull"] + volumes["Head"] < STRIPPED_HEAD_RATIO * volumes["ICV"]
 
 
 def _volumes(labels: np.ndarray, spacing: np.ndarray) -> dict[str, float]:

@@ -283,6 +283,7 @@ class Generator:
         if params.strip_margin is not None:
             brain = torch.isin(targets, self.brain_targets)
             keep = acquisition.brain_mask(brain, round(cfg.strip_closing / cfg.spacing), params.strip_margin)
+        clock("skull_strip")
         if any(params.fov_cut):
             cut = acquisition.cut_field_of_view(out_shape, params.fov_cut[0], params.fov_cut[1], dev)
             keep = cut if keep is None else keep & cut

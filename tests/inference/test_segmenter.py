@@ -1,9 +1,11 @@
+import json
+
 import nibabel as nib
 import numpy as np
 import pytest
 
 from synthseg.errors import SynthSegError
-from synthseg.inference.segmenter import Segmenter, segment
+from synthseg.inference.segmenter import Segmenter, looks_skull_stripped, segment
 from tests.conftest import write_nifti
 
 
@@ -89,6 +91,13 @@ def test_one_shot_function_and_save(tiny_model, phantom_t1, tmp_path):
     result = segment(path, model=tiny_model, device="cpu")
     paths = result.save(tmp_path, qc=True)
     assert paths["labels"].name == "phantom_t1_dseg.nii.gz" and paths["qc"].exists()
+    assert json.loads(paths["qc"].read_text())["skull_stripped"] is result.skull_stripped
+
+
+def test_skull_stripped_inputs_are_recognised_from_skull_and_scalp_volumes():
+    # volumes (ml) the shipped model gave for bert's norm.mgz (stripped) and chris_t1 (whole head)
+    assert looks_skull_stripped({"Skull": 69, "Head": 19, "ICV": 1526})
+    assert not looks_skull_stripped({"Skull": 533, "Head": 1122, "ICV": 1613})
 
 
 def test_unknown_model_and_device(tiny_model):
