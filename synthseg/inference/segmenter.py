@@ -33,8 +33,8 @@ from synthseg.synthesis.acquisition import blur
 
 INTRACRANIAL = tuple(range(1, 15))  # brain, CSF, dura and vessels: everything inside the skull
 # Skull + rest of head below this fraction of the intracranial volume: the input was skull-stripped. Measured
-# with the shipped model: stripped scans 0.02-0.13 (bert norm.mgz, stroke T1/T2, stripped CT), whole heads
-# 0.9-1.6 (IXI, chris_t1, CT).
+# with the session-8 and session-9 models: stripped scans 0.008-0.13 (bert norm.mgz, stroke T1/T2/FLAIR,
+# stripped CT), whole heads 0.9-1.6 (IXI, chris_t1, CT).
 STRIPPED_HEAD_RATIO = 0.25
 
 
