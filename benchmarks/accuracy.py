@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import dataclasses
 import json
 import math
 import tempfile
@@ -34,20 +33,19 @@ def mean(values) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-def synthetic_heldout(segmenter, folder: Path, names: list[str]) -> dict:
-    from synthseg.evaluation.metrics import dice
+def heldout_renders(folder: Path, names: list[str], contrasts=("t1", "t2", "flair", "pd", "ct")):
+    """The held-out templates rendered in each contrast at 1 mm and with 6 mm thick slices, each case
+    from a seed fixed by its name: yields ``(case, image, target, modality)`` with the image an :class:`Image`."""
     from synthseg.io.image import Image
-    from synthseg.labels.protocol import STRUCTURES
     from synthseg.synthesis.config import rendering_config
     from synthseg.synthesis.generator import Generator
     from synthseg.synthesis.intensity import CT_INFERENCE_WINDOW
     from synthseg.templates.library import load_templates
 
     templates, recipe = load_templates(folder, names=names)
-    results = {}
     for template in templates:
         shape = template.labels.shape
-        for contrast in ("t1", "t2", "flair", "pd", "ct"):
+        for contrast in contrasts:
             for regime in ("1mm", "thick6mm"):
                 config = rendering_config(shape, 1.0, contrast, thick_axis_mm=6.0 if regime != "1mm" else None)
                 generator = Generator([template], recipe, config, seed=0)
@@ -69,18 +67,32 @@ def synthetic_heldout(segmenter, folder: Path, names: list[str]) -> dict:
                     image, target = image[tuple(index)], target[tuple(index)]
                     affine = affine.copy()
                     affine[:3, axis] *= 6
-                segmenter.modality = modality
-                result = segmenter.segment(Image(image.astype(np.float32), affine))
-                labels = np.asarray(result.labels.dataobj)
-                scores = {s.short: dice(labels, target, s.id) for s in STRUCTURES[1:]}
-                results[f"{template.name}/{contrast}/{regime}"] = scores
-                print(f"  {template.name} {contrast:<5} {regime:<8} mean Dice {mean(scores.values()):.3f} "
-                      f"(no dura {mean(v for k, v in scores.items() if k != 'Dura'):.3f}) {_pass(result)}", flush=True)
+                yield (f"{template.name}/{contrast}/{regime}", Image(image.astype(np.float32), affine),
+                       target, modality)
+
+
+def structure_dice(labels: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    from synthseg.evaluation.metrics import dice
+    from synthseg.labels.protocol import STRUCTURES
+
+    return {s.short: dice(labels, target, s.id) for s in STRUCTURES[1:]}
+
+
+def synthetic_heldout(segmenter, folder: Path, names: list[str]) -> dict:
+    results = {}
+    for case, image, target, modality in heldout_renders(folder, names):
+        segmenter.modality = modality
+        result = segmenter.segment(image)
+        scores = structure_dice(np.asarray(result.labels.dataobj), target)
+        results[case] = scores
+        name, contrast, regime = case.split("/")
+        print(f"  {name} {contrast:<5} {regime:<8} mean Dice {mean(scores.values()):.3f} "
+              f"(no dura {mean(v for k, v in scores.items() if k != 'Dura'):.3f}) {describe_route(result)}", flush=True)
     segmenter.modality = "auto"
     return results
 
 
-def _pass(result) -> str:
+def describe_route(result) -> str:
     """Which network gave the labels: the general model or a contrast expert (with its correlation)."""
     return f"expert {result.expert['contrast']} (r {result.expert['correlation']:.2f})" if result.expert else "general"
 
@@ -107,7 +119,7 @@ def contrast_consistency(segmenter, tmp: Path) -> dict:
     paths = []
     for contrast in ("T1", "T2", "FLAIR"):
         result = segmenter.segment(SHARED / "dev" / "multicontrast_stroke" / f"stroke_{contrast}.nii.gz")
-        print(f"  stroke {contrast}: {_pass(result)}", flush=True)
+        print(f"  stroke {contrast}: {describe_route(result)}", flush=True)
         paths.append(result.save(tmp / "stroke")["labels"])
     rows = consistency(paths)
     out: dict[str, dict] = {}

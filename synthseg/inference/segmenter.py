@@ -51,6 +51,9 @@ class SegmentationResult:
     source: Path | None = None
     warnings: list[str] = field(default_factory=list)
     expert: dict | None = None  # {"contrast", "correlation"} of the second pass, None = general model only
+    # mean normalised intensity per experts.SIGNATURE_IDS structure under the first pass, which chose
+    # the expert (None: no MR experts, or CT); kept so a route can be checked and rules compared
+    signature: list[float | None] | None = None
     skull_stripped: bool = False  # too little skull and scalp found: extra-cerebral volumes are not meaningful
 
     def save(self, folder: str | Path, stem: str | None = None, qc: bool = False) -> dict[str, Path]:
@@ -69,7 +72,8 @@ class SegmentationResult:
         if qc:
             paths["qc"] = folder / f"{stem}_qc.json"
             folder.mkdir(parents=True, exist_ok=True)
-            summary = {"modality": self.modality, "expert": self.expert, "skull_stripped": self.skull_stripped,
+            summary = {"modality": self.modality, "expert": self.expert, "contrast_signature": self.signature,
+                       "skull_stripped": self.skull_stripped,
                        "volumes_ml": self.volumes, "structures": self.qc}
             text = json.dumps(summary, indent=2) + "\n"
             write_atomic(paths["qc"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
@@ -133,7 +137,7 @@ class Segmenter:
         work, box, work_affine = self._prepare(image, modality)
         timings["preprocess_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        probs, chosen = self._infer(work, modality)
+        probs, chosen, signature = self._infer(work, modality)
         timings["inference_s"] = time.perf_counter() - t
         t = time.perf_counter()
         full = pad_to_shape(probs, box, fill=0.0)
@@ -153,7 +157,9 @@ class Segmenter:
             warnings.append("input looks skull-stripped: dura, vessel, skull and head volumes are not meaningful")
         timings["total_s"] = time.perf_counter() - start
         return SegmentationResult(label_img, volumes, qc, modality, {k: round(v, 3) for k, v in timings.items()},
-                                  post_img, image.path, warnings=warnings, expert=chosen, skull_stripped=stripped)
+                                  post_img, image.path, warnings=warnings, expert=chosen, skull_stripped=stripped,
+                                  signature=None if signature is None else
+                                  [None if np.isnan(v) else round(float(v), 4) for v in signature])
 
     # ------------------------------------------------------------------ steps
     @classmethod
@@ -199,9 +205,10 @@ class Segmenter:
         box = BoundingBox.around(head_box_mask(work), margin=4)
         return work[box.slices], box, affine
 
-    def _infer(self, work: np.ndarray, modality: str) -> tuple[np.ndarray, dict | None]:
+    def _infer(self, work: np.ndarray, modality: str) -> tuple[np.ndarray, dict | None, np.ndarray | None]:
         """Probabilities from the general model or, when the model has one for this scan's contrast,
-        its expert; and which expert ran (``{"contrast", "correlation"}``, ``None`` = general)."""
+        its expert; which expert ran (``{"contrast", "correlation"}``, ``None`` = general); and the
+        contrast signature that chose it (``None`` when no signature was needed)."""
         passes = (False, True) if self.tta else (False,)
         general, experts = self.loaded.network, self.loaded.experts
         first, signature = None, None
@@ -210,13 +217,13 @@ class Segmenter:
             signature = contrast_signature(work, first.argmax(0))
         expert, correlation = choose_expert(experts, modality, signature)
         if expert is not None:
-            return self._predict(work, expert.network, passes), {"contrast": expert.contrast,
-                                                                 "correlation": round(correlation, 3)}
+            chosen = {"contrast": expert.contrast, "correlation": round(correlation, 3)}
+            return self._predict(work, expert.network, passes), chosen, signature
         if first is None:
-            return self._predict(work, general, passes), None
+            return self._predict(work, general, passes), None, None
         if self.tta:  # complete the general model's flip TTA
             first = (first + self._predict(work, general, passes[1:])) / 2
-        return first, None
+        return first, None, signature
 
     @torch.no_grad()
     def _predict(self, work: np.ndarray, network: torch.nn.Module, flips: tuple[bool, ...]) -> np.ndarray:

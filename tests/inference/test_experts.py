@@ -55,8 +55,16 @@ def test_added_experts_are_listed_loaded_and_route_a_t1_scan(tiny_model, tiny_ch
     assert [e.contrast for e in segmenter.loaded.experts] == ["t2", "t1"]
     result = segmenter.segment(phantom_t1[0])
     assert result.expert is not None and result.expert["contrast"] == "t1"
+    # the signature that chose the expert is kept, and reproduces the recorded correlation
+    signature = np.array([np.nan if v is None else v for v in result.signature])
+    assert signature.shape == (len(SIGNATURE_IDS),)
+    assert choose_expert(segmenter.loaded.experts, "mr", signature)[1] == pytest.approx(
+        result.expert["correlation"], abs=1e-3)
+    qc = json.loads(result.save(tmp_path / "out", qc=True)["qc"].read_text())
+    assert qc["contrast_signature"] == result.signature
     general = Segmenter(model, device="cpu", tta=False, experts=False).segment(phantom_t1[0])
-    assert general.expert is None and not Segmenter(model, device="cpu", experts=False).loaded.experts
+    assert general.expert is None and general.signature is None
+    assert not Segmenter(model, device="cpu", experts=False).loaded.experts
 
 
 def test_a_card_expert_entry_without_its_folder_is_a_one_line_error(tiny_model, tmp_path):
