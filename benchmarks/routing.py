@@ -42,12 +42,12 @@ def main() -> None:
     print(f"{'render':<32}" + "".join(f"{n:>9}" for n in networks) + "   routed to")
     for case, image, target, _ in heldout_renders(Path(args.templates), segmenter.card["holdout_templates"],
                                                   contrasts=("t1", "t2", "flair", "pd")):
+        routed = segmenter.segment(image)  # its labels are those of the chosen network alone
+        route = routed.expert["contrast"] if routed.expert else "general"
         scores = {}
         for name, one in single.items():
-            labels = np.asarray(one.segment(image).labels.dataobj)
+            labels = np.asarray((routed if name == route else one.segment(image)).labels.dataobj)
             scores[name] = mean(v for k, v in structure_dice(labels, target).items() if k != "Dura")
-        routed = segmenter.segment(image)
-        route = routed.expert["contrast"] if routed.expert else "general"
         renders[case] = {**scores, "route": route, "signature": routed.signature,
                          "correlation": routed.expert["correlation"] if routed.expert else None}
         print(f"{case:<32}" + "".join(f"{scores[n]:9.3f}" for n in networks) + f"   {describe_route(routed)}", flush=True)

@@ -43,6 +43,11 @@ def contrast_signature(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.where(counts[ids] >= MIN_VOXELS, sums[ids] / np.maximum(counts[ids], 1), np.nan)
 
 
+def signature_as_list(signature: np.ndarray) -> list[float | None]:
+    """A signature as stored in model cards and ``_qc.json``: rounded, ``None`` where not measured."""
+    return [None if np.isnan(v) else round(float(v), 4) for v in signature]
+
+
 def choose_expert(experts: list[Expert], modality: str, signature: np.ndarray | None
                   ) -> tuple[Expert | None, float]:
     """The expert for a scan and the correlation that chose it (1.0 for CT, which needs no signature;

@@ -25,7 +25,7 @@ from synthseg.errors import SynthSegError
 from synthseg.io.geometry import (BoundingBox, argmax_to_grid, grid_for_spacing, pad_to_shape, resample_to_grid,
                                   to_canonical)
 from synthseg.io.image import Image, load_image, looks_like_label_map, save_image, validate_image, write_atomic
-from synthseg.inference.experts import choose_expert, contrast_signature
+from synthseg.inference.experts import choose_expert, contrast_signature, signature_as_list
 from synthseg.inference.model import LoadedModel, load_model
 from synthseg.inference.preprocessing import detect_modality, head_box_mask, normalize
 from synthseg.labels.protocol import NUM_CLASSES, STRUCTURES
@@ -158,8 +158,7 @@ class Segmenter:
         timings["total_s"] = time.perf_counter() - start
         return SegmentationResult(label_img, volumes, qc, modality, {k: round(v, 3) for k, v in timings.items()},
                                   post_img, image.path, warnings=warnings, expert=chosen, skull_stripped=stripped,
-                                  signature=None if signature is None else
-                                  [None if np.isnan(v) else round(float(v), 4) for v in signature])
+                                  signature=None if signature is None else signature_as_list(signature))
 
     # ------------------------------------------------------------------ steps
     @classmethod

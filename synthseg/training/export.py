@@ -130,7 +130,7 @@ def expert_signature(config: dict, contrast: str) -> list[float | None]:
     """The contrast signature of clean renders (no jitter, bias, gamma, noise or spread) of the
     config's held-out templates at the working spacing: what a scan of this contrast looks like (``None``
     for a structure none of them has)."""
-    from synthseg.inference.experts import contrast_signature
+    from synthseg.inference.experts import contrast_signature, signature_as_list
     from synthseg.synthesis.config import rendering_config
     from synthseg.synthesis.generator import Generator
     from synthseg.training.config import config_from_dict
@@ -153,4 +153,4 @@ def expert_signature(config: dict, contrast: str) -> list[float | None]:
     stacked = np.stack(signatures)
     found = ~np.isnan(stacked)
     means = np.where(found, stacked, 0.0).sum(0) / np.maximum(found.sum(0), 1)
-    return [round(float(m), 4) if any_found else None for m, any_found in zip(means, found.any(0))]
+    return signature_as_list(np.where(found.any(0), means, np.nan))
