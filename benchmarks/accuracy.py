@@ -8,6 +8,9 @@
 5. a PNG of the whole-head T1 ``chris_t1`` with the label overlay.
 
     python benchmarks/accuracy.py [--model NAME] [--templates work/templates/aseg-charm] [--json OUT] [--no-tta]
+
+The JSON holds every case; its ``"card"`` entry is the summary stored as ``evaluation`` in a model's
+``model.json``, and the last line printed gives the four numbers the ship rule compares.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 import collections
 import json
 import math
+import sys
 import tempfile
 import time
 import zlib
@@ -136,6 +140,29 @@ def bert(segmenter, tmp: Path) -> dict:
     return {r["structure"]: r["dice"] for r in rows}
 
 
+def card_summary(report: dict, command: str) -> dict:
+    """The report without its per-case rows: what a model card stores as ``evaluation``."""
+    summary = {"date": report["date"], "command": command}
+    if "synthetic_heldout" in report:
+        synth = report["synthetic_heldout"]
+        summary["synthetic_heldout"] = {k: synth[k] for k in ("per_structure", "mean_no_dura")}
+        summary["synthetic_heldout_per_case_mean"] = {case: round(mean(dice.values()), 4)
+                                                      for case, dice in synth["cases"].items()}
+    summary["real_t1_ixi"] = {k: report["real_t1_ixi"][k] for k in ("per_structure", "mean_12", "min_structure")}
+    summary["contrast_consistency"] = {k: report["contrast_consistency"][k] for k in ("pairs_mean_brain", "mean")}
+    summary["freesurfer_bert"] = report["bert"]
+    summary["freesurfer_bert_mean_12"] = mean(report["bert"][s] for s in BRAIN)
+    return summary
+
+
+def headline(summary: dict) -> str:
+    """The four numbers the ship rule compares, on one line."""
+    synth = summary.get("synthetic_heldout", {}).get("mean_no_dura", float("nan"))
+    ixi = summary["real_t1_ixi"]
+    return (f"synthetic {synth:.4f} | IXI {ixi['mean_12']:.4f} (lowest {ixi['min_structure']:.3f}) | "
+            f"agreement {summary['contrast_consistency']['mean']:.4f} | bert {summary['freesurfer_bert_mean_12']:.4f}")
+
+
 def wholehead_png(segmenter, png: Path) -> Path:
     import nibabel as nib
 
@@ -194,9 +221,11 @@ def main() -> None:
         print("4. FreeSurfer bert (norm.mgz vs aseg)")
         report["bert"] = bert(segmenter, tmp)
         print("   " + ", ".join(f"{k} {v:.3f}" for k, v in report["bert"].items()))
-        print(f"   mean {mean(report['bert'].values()):.3f}")
+        print(f"   mean over the 12 brain structures {mean(report['bert'][s] for s in BRAIN):.3f}")
     if args.png:
         print(f"5. whole-head PNG: {wholehead_png(segmenter, Path(args.png))}")
+    report["card"] = card_summary(report, "python benchmarks/accuracy.py " + " ".join(sys.argv[1:]))
+    print(headline(report["card"]))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.json}")
