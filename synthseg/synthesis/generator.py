@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -193,6 +193,24 @@ class Generator:
         if chance(rng, cfg.strip_probability):  # drawn last: switching it on leaves every other draw as it was
             params.strip_margin = int(round(float(uniform(rng, cfg.strip_margin)) / cfg.spacing))
         return params
+
+    def restyle(self, params: SampleParams, contrast: str) -> SampleParams:
+        """The same draw in another MR contrast: geometry, morphology, bias, resolution, noise and
+        stripping kept, class means redrawn around ``contrast``'s priors (seeded by the sample).
+
+        Rendering both gives one anatomy in two contrasts, e.g. for a teacher that sees T1 while the
+        network being trained sees T2 (``distill`` in the training config)."""
+        if contrast not in MR_CONTRASTS:
+            raise ValueError(f"restyle: contrast must be one of {', '.join(MR_CONTRASTS)}, got {contrast!r}")
+        rng = torch.Generator().manual_seed(params.seed + 1 + MR_CONTRASTS.index(contrast))
+        means = intensity.prior_means(self.tissues, contrast)
+        means = (means + self.cfg.prior_jitter * torch.randn(len(self.tissues), generator=rng)).clamp(0, 255)
+        stds = torch.tensor(params.stds)
+        if params.modality == "ct":  # CT stds are in HU; MR draws keep their own background choice
+            stds = uniform(rng, self.cfg.std, (len(self.tissues),))
+        else:
+            means[self.background_class] = params.means[self.background_class]
+        return replace(params, modality=contrast, means=means.tolist(), stds=stds.tolist(), ct_window=None)
 
     def _draw_modality(self, rng: torch.Generator) -> str:
         cfg = self.cfg

@@ -19,6 +19,7 @@ import yaml
 
 from synthseg.errors import SynthSegError
 from synthseg.synthesis.config import GeneratorConfig
+from synthseg.synthesis.tissues import MR_CONTRASTS
 
 
 @dataclass
@@ -77,6 +78,13 @@ class ValidationConfig:
 
 
 @dataclass
+class DistillConfig:
+    teacher: str = ""  # exported model (a folder holding model.json) whose soft predictions are a second target
+    contrast: str = "t1"  # the teacher sees each training draw re-rendered in this MR contrast
+    weight: float = 0.0  # weight of the cross-entropy to the teacher's probabilities (0 = off)
+
+
+@dataclass
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
@@ -84,6 +92,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -145,6 +154,14 @@ def _check(config: TrainConfig) -> None:
         raise SynthSegError(f"config field model.norm must be instance or batch, got {config.model.norm!r}")
     if len(config.model.strides) != len(config.model.channels) - 1:
         raise SynthSegError("config field model.strides must have one entry fewer than model.channels")
+    distill = config.distill
+    if distill.weight < 0:
+        raise SynthSegError(f"config field distill.weight must be >= 0, got {distill.weight}")
+    if distill.weight > 0 and not distill.teacher:
+        raise SynthSegError("config field distill.teacher is empty but distill.weight > 0")
+    if distill.contrast not in MR_CONTRASTS:
+        raise SynthSegError(f"config field distill.contrast must be one of {', '.join(MR_CONTRASTS)}, "
+                            f"got {distill.contrast!r}")
     factor = 1
     for s in config.model.strides:
         factor *= s

@@ -63,6 +63,12 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def soft_cross_entropy(logits: torch.Tensor, probabilities: torch.Tensor) -> torch.Tensor:
+    """Mean over voxels of ``-sum_c p_c log softmax(logits)_c`` (class axis 1): the pull towards a
+    teacher's probabilities (its KL divergence plus the teacher's entropy, a constant)."""
+    return -(probabilities * torch.log_softmax(logits, 1)).sum(1).mean()
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, run_dir: str | Path, resume: str | bool | None = None,
                  progress: bool = True) -> None:
@@ -97,6 +103,7 @@ class Trainer:
 
         self.loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, lambda_dice=config.optim.dice_weight,
                                   lambda_ce=config.optim.ce_weight)
+        self.teacher = self._load_teacher() if config.distill.weight > 0 else None
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.optim.lr,
                                            weight_decay=config.optim.weight_decay)
         o = config.optim
@@ -155,6 +162,18 @@ class Trainer:
             raise SynthSegError(f"cannot use as initial weights ({error})", weights) from None
         self.log(f"initialised from {weights}")
 
+    def _load_teacher(self) -> torch.nn.Module:
+        """The frozen network of ``distill.teacher``, on the training device, at the working voxel size."""
+        from synthseg.inference.model import load_model
+
+        loaded = load_model(self.config.distill.teacher, self.device, experts=False)
+        if loaded.card.get("spacing_mm") != self.config.generator.spacing:
+            raise SynthSegError(f"teacher works at {loaded.card.get('spacing_mm')} mm, training at "
+                                f"{self.config.generator.spacing} mm", loaded.path)
+        self.log(f"distilling from {loaded.path} ({self.config.distill.contrast} renders, weight "
+                 f"{self.config.distill.weight})")
+        return loaded.network.requires_grad_(False)
+
     def _resume(self, resume: str | bool) -> None:
         if resume is True or resume == "latest":
             found = load_latest(self.checkpoints)
@@ -185,7 +204,7 @@ class Trainer:
 
     def train_step(self) -> dict:
         t0 = time.perf_counter()
-        images, targets = self.generator(self.config.loop.batch_size)
+        images, targets, params = self.generator.batch(self.generator.next_seeds(self.config.loop.batch_size))
         t1 = time.perf_counter()
         self.net.train()
         autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype
@@ -193,6 +212,13 @@ class Trainer:
         with autocast:
             logits = self.net(images)
         loss = self.loss_fn(logits.float(), targets[:, None])
+        extra = {}
+        if self.teacher is not None:
+            with torch.no_grad(), autocast:
+                teacher_logits = self.teacher(self._teacher_images(params))
+            distill = soft_cross_entropy(logits.float(), torch.softmax(teacher_logits.float(), 1))
+            loss = loss + self.config.distill.weight * distill
+            extra["distill"] = float(distill.detach())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.optim.grad_clip > 0:
@@ -202,7 +228,12 @@ class Trainer:
         self.step += 1
         t2 = time.perf_counter()
         return {"step": self.step, "loss": float(loss.detach()), "lr": self.scheduler.get_last_lr()[0],
-                "generate_s": t1 - t0, "step_s": t2 - t0}
+                "generate_s": t1 - t0, "step_s": t2 - t0, **extra}
+
+    def _teacher_images(self, params) -> torch.Tensor:
+        """The batch's draws re-rendered in the teacher's contrast: the same anatomy, voxel for voxel."""
+        contrast = self.config.distill.contrast
+        return torch.stack([self.generator.render(self.generator.restyle(p, contrast))[0] for p in params])[:, None]
 
     @torch.no_grad()
     def validate(self) -> dict:
@@ -294,7 +325,7 @@ class Trainer:
         self._install_signals()
         writer = self._tensorboard()
         csv_path = self.run_dir / "log.csv"
-        fields = ["step", "loss", "lr", "generate_s", "step_s", "val_dice_mean", "val_dice_brain", "real_dice_mean",
+        fields = ["step", "loss", "distill", "lr", "generate_s", "step_s", "val_dice_mean", "val_dice_brain", "real_dice_mean",
                   "time"]
         new_csv = not csv_path.exists() or csv_path.stat().st_size == 0
         if self.rank == 0 and not new_csv:  # resuming: keep the columns the log was started with

@@ -92,6 +92,31 @@ def test_prior_modes_order_tissues_plausibly(phantom_template, mode):
     assert (wm > csf) if mode in ("t1", "flair") else (csf > wm)
 
 
+def test_restyle_renders_the_same_anatomy_in_another_contrast(phantom_template):
+    gen = _generator(phantom_template, mode="t2", morphology_probability=1.0, elastic_std=(2, 2),
+                     flip_probability=0.5, fov_cut_probability=1.0, strip_probability=0.5, prior_jitter=0.0)
+    for seed in range(4):
+        params = gen.sample_params(seed)
+        t2, target = gen.render(params)
+        restyled = gen.restyle(params, "t1")
+        t1, same_target = gen.render(restyled)
+        assert torch.equal(target, same_target) and restyled.modality == "t1"
+        assert {k: v for k, v in restyled.to_dict().items() if k not in ("modality", "means")} == \
+            {k: v for k, v in params.to_dict().items() if k not in ("modality", "means")}
+        wm, csf = target == 2, target == 3
+        assert t1[wm].mean() > t1[csf].mean() and t2[csf].mean() > t2[wm].mean()
+        assert restyled == gen.restyle(params, "t1")  # seeded by the sample
+
+
+def test_restyle_of_ct_gives_mr_and_refuses_other_targets(phantom_template):
+    gen = _generator(phantom_template, mode="ct")
+    params = gen.sample_params(2)
+    image, _ = gen.render(gen.restyle(params, "flair"))
+    assert gen.restyle(params, "flair").ct_window is None and 0 <= image.min() and image.max() <= 1
+    with pytest.raises(ValueError, match="restyle: contrast must be one of t1, t2, flair, pd, got 'ct'"):
+        gen.restyle(params, "ct")
+
+
 def test_morphology_and_partial_volume_run(phantom_template):
     gen = _generator(phantom_template, partial_volume_probability=1.0, morphology_probability=1.0,
                      cortex_rebuild_probability=1.0, spacing=8.0)  # 8 mm output from the 4 mm phantom

@@ -41,6 +41,9 @@ def test_overrides_and_types(tmp_path):
     ("nosection=1", "unknown config field 'nosection'"),
     ("optim=3", "section 'optim' must be a mapping"),
     ("steps", "must look like section.key=value"),
+    ("distill.weight=-1", "distill.weight must be >= 0"),
+    ("distill.weight=0.5", "distill.teacher is empty"),
+    ("distill.contrast=ct", "distill.contrast must be one of t1, t2, flair, pd"),
 ])
 def test_bad_configs_name_the_field(override, message):
     with pytest.raises(SynthSegError, match=message):

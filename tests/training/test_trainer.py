@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from synthseg.errors import SynthSegError
 from synthseg.training.checkpoint import list_checkpoints, load_latest
 from synthseg.training.config import load_config
 from synthseg.training.export import export_model, sha256
-from synthseg.training.trainer import Trainer, lr_factor
+from synthseg.training.trainer import Trainer, lr_factor, soft_cross_entropy
 from tests.conftest import free_port
 
 TINY = ["data.templates=phantom", "generator.patch_size=[32,32,32]", "generator.spacing=4.0",
@@ -77,6 +78,33 @@ def test_warm_start_from_exported_weights(tmp_path):
     exported = torch.load(tmp_path / "model" / "model.pt", weights_only=True)
     assert all(torch.equal(v, exported[k]) for k, v in warm.model.state_dict().items())
     assert warm.step == 0
+
+
+def test_soft_cross_entropy_known_values():
+    probabilities = torch.softmax(torch.randn(2, 5, 3, 3, 3, generator=torch.Generator().manual_seed(0)), 1)
+    assert float(soft_cross_entropy(torch.zeros(2, 5, 3, 3, 3), probabilities)) == pytest.approx(np.log(5))
+    entropy = -(probabilities * probabilities.log()).sum(1).mean()
+    assert float(soft_cross_entropy(probabilities.log(), probabilities)) == pytest.approx(float(entropy))
+
+
+def test_distillation_alone_pulls_the_student_towards_the_teacher(tmp_path):
+    Trainer(_config("loop.steps=15", "loop.val_every=15"), tmp_path / "a", progress=False).run()
+    export_model(list_checkpoints(tmp_path / "a" / "checkpoints")[-1], tmp_path / "teacher", fp16=False)
+    student = _config("loop.steps=25", "loop.val_every=25", "generator.mode=t2", "optim.dice_weight=0",
+                      "optim.ce_weight=0", f"distill.teacher={tmp_path / 'teacher'}", "distill.weight=1")
+    Trainer(student, tmp_path / "b", progress=False).run()
+    rows = (tmp_path / "b" / "log.csv").read_text(encoding="utf-8").splitlines()
+    column = rows[0].split(",").index("distill")
+    distill = [float(r.split(",")[column]) for r in rows[1:]]
+    assert np.mean(distill[-5:]) < 0.8 * np.mean(distill[:5])
+
+
+def test_teacher_at_another_voxel_size_is_refused(tmp_path):
+    Trainer(_config("loop.steps=1", "loop.val_every=1"), tmp_path / "a", progress=False).run()
+    export_model(list_checkpoints(tmp_path / "a" / "checkpoints")[-1], tmp_path / "teacher")
+    with pytest.raises(SynthSegError, match="teacher works at 4.0 mm, training at 2.0 mm"):
+        Trainer(_config("generator.spacing=2.0", f"distill.teacher={tmp_path / 'teacher'}", "distill.weight=1"),
+                tmp_path / "b", progress=False)
 
 
 KILL_SCRIPT = """
