@@ -205,12 +205,12 @@ class Generator:
         rng = torch.Generator().manual_seed(params.seed + 1 + MR_CONTRASTS.index(contrast))
         means = intensity.prior_means(self.tissues, contrast)
         means = (means + self.cfg.prior_jitter * torch.randn(len(self.tissues), generator=rng)).clamp(0, 255)
-        stds = torch.tensor(params.stds)
-        if params.modality == "ct":  # CT stds are in HU; MR draws keep their own background choice
-            stds = uniform(rng, self.cfg.std, (len(self.tissues),))
-        else:
+        if params.modality == "ct":  # CT stds are in HU: draw MR ones
+            stds = uniform(rng, self.cfg.std, (len(self.tissues),)).tolist()
+        else:  # an MR draw keeps its stds and its background choice
+            stds = params.stds
             means[self.background_class] = params.means[self.background_class]
-        return replace(params, modality=contrast, means=means.tolist(), stds=stds.tolist(), ct_window=None)
+        return replace(params, modality=contrast, means=means.tolist(), stds=list(stds), ct_window=None)
 
     def _draw_modality(self, rng: torch.Generator) -> str:
         cfg = self.cfg

@@ -325,8 +325,8 @@ class Trainer:
         self._install_signals()
         writer = self._tensorboard()
         csv_path = self.run_dir / "log.csv"
-        fields = ["step", "loss", "distill", "lr", "generate_s", "step_s", "val_dice_mean", "val_dice_brain", "real_dice_mean",
-                  "time"]
+        fields = ["step", "loss", "distill", "lr", "generate_s", "step_s", "val_dice_mean", "val_dice_brain",
+                  "real_dice_mean", "time"]
         new_csv = not csv_path.exists() or csv_path.stat().st_size == 0
         if self.rank == 0 and not new_csv:  # resuming: keep the columns the log was started with
             fields = csv_path.read_text(encoding="utf-8").splitlines()[0].split(",")
