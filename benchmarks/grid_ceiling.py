@@ -1,0 +1,67 @@
+"""The best any network on a coarser working grid can score: each held-out template's exact class
+fractions on that grid (block means of the one-hot labels), resampled back to the template's grid the way
+inference resamples probabilities (linear, then argmax), scored with Dice against the labels.
+
+A model far below this ceiling is limited by fitting, not by its grid.
+
+    python benchmarks/grid_ceiling.py [--config configs/shipped-2mm.yaml] [--factors 2 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from _common import header
+
+
+def class_fractions(labels: np.ndarray, factor: int, classes: int) -> np.ndarray:
+    """``(classes, X/f, Y/f, Z/f)`` share of each class in every ``factor``³ block (zero-padded to fit)."""
+    shape = [-(-n // factor) * factor for n in labels.shape]
+    padded = np.zeros(shape, labels.dtype)
+    padded[tuple(slice(0, n) for n in labels.shape)] = labels
+    blocks = [shape[0] // factor, factor, shape[1] // factor, factor, shape[2] // factor, factor]
+    return np.stack([(padded == k).reshape(blocks).mean((1, 3, 5), dtype=np.float32) for k in range(classes)])
+
+
+def coarse_affine(affine: np.ndarray, factor: int) -> np.ndarray:
+    """Affine of the block grid: voxels ``factor`` times larger, centred on their blocks."""
+    out = np.array(affine, dtype=float)
+    out[:3, :3] = affine[:3, :3] * factor
+    out[:3, 3] = affine[:3, :3] @ np.full(3, (factor - 1) / 2) + affine[:3, 3]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", default="configs/shipped-2mm.yaml")
+    parser.add_argument("--factors", type=int, nargs="+", default=[2, 3],
+                        help="working voxel size as a multiple of the templates' voxel size")
+    args = parser.parse_args()
+    header("working-grid ceiling on the held-out templates")
+    from synthseg.evaluation.metrics import dice_per_label
+    from synthseg.io.geometry import argmax_to_grid
+    from synthseg.labels.protocol import NUM_CLASSES, STRUCTURES
+    from synthseg.training.config import load_config
+    from synthseg.training.trainer import load_template_split
+
+    _, held, recipe = load_template_split(load_config(args.config))
+    names = [s.short for s in STRUCTURES[1:]]
+    print(f"{'template':<18} {'grid':>5} {'no-dura':>8} {'brain-12':>8} " + " ".join(f"{n[:6]:>6}" for n in names))
+    for template in held:
+        labels = recipe.lookup(template.labels, "target").astype(np.uint8)
+        voxel = float(np.linalg.norm(template.affine[:3, 0]))
+        for factor in args.factors:
+            fractions = class_fractions(labels, factor, NUM_CLASSES)
+            predicted = argmax_to_grid(fractions, coarse_affine(template.affine, factor), labels.shape,
+                                       template.affine)
+            scores = dice_per_label(predicted, labels, range(1, NUM_CLASSES))
+            values = [scores[s.id] for s in STRUCTURES[1:]]
+            no_dura = np.mean([v for n, v in zip(names, values) if n != "Dura"])
+            print(f"{template.name:<18} {factor * voxel:>4.1f}m {no_dura:8.3f} {np.mean(values[:12]):8.3f} "
+                  + " ".join(f"{v:6.2f}" for v in values))
+
+
+if __name__ == "__main__":
+    main()
