@@ -66,7 +66,6 @@ class LoopConfig:
     checkpoint_every_steps: int = 250
     checkpoint_every_minutes: float = 5.0
     keep_last: int = 3
-    compile: bool = False  # torch.compile the training forward/backward (and the teacher); needs a C++ compiler
 
 
 @dataclass

@@ -99,8 +99,6 @@ class Trainer:
 
             self.net = DistributedDataParallel(self.model, device_ids=[self.device.index]
                                                if self.device.type == "cuda" else None)
-        if loop.compile:  # the eager self.model keeps the parameters, checkpoints and validation
-            self.net = torch.compile(self.net)
         from monai.losses import DiceCELoss
 
         self.loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, lambda_dice=config.optim.dice_weight,
@@ -174,8 +172,7 @@ class Trainer:
                                 f"{self.config.generator.spacing} mm", loaded.path)
         self.log(f"distilling from {loaded.path} ({self.config.distill.contrast} renders, weight "
                  f"{self.config.distill.weight})")
-        teacher = loaded.network.requires_grad_(False)
-        return torch.compile(teacher) if self.config.loop.compile else teacher
+        return loaded.network.requires_grad_(False)
 
     def _resume(self, resume: str | bool) -> None:
         if resume is True or resume == "latest":

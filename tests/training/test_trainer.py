@@ -51,24 +51,6 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     assert _losses(part)[11] == pytest.approx(_losses(full)[11], rel=1e-5)
 
 
-def test_compiled_training_matches_eager_and_saves_plain_weights(tmp_path):
-    Trainer(_config("loop.steps=1", "loop.val_every=1"), tmp_path / "a", progress=False).run()
-    export_model(list_checkpoints(tmp_path / "a" / "checkpoints")[-1], tmp_path / "teacher", fp16=False)
-    student = ["loop.steps=2", "loop.val_every=100", f"distill.teacher={tmp_path / 'teacher'}", "distill.weight=1"]
-    Trainer(_config(*student), tmp_path / "eager", progress=False).run()
-    trainer = Trainer(_config(*student, "loop.compile=true"), tmp_path / "compiled", progress=False)
-    trainer.run()
-    assert isinstance(trainer.net, torch._dynamo.eval_frame.OptimizedModule)
-    assert isinstance(trainer.teacher, torch._dynamo.eval_frame.OptimizedModule)
-    eager, compiled = ((tmp_path / run / "log.csv").read_text(encoding="utf-8").splitlines()
-                       for run in ("eager", "compiled"))
-    columns = [eager[0].split(",").index(name) for name in ("loss", "distill")]
-    values = [float(row.split(",")[c]) for row in eager[1:] for c in columns]
-    assert [float(row.split(",")[c]) for row in compiled[1:] for c in columns] == pytest.approx(values, rel=1e-4)
-    saved = load_latest(tmp_path / "compiled" / "checkpoints")[0]["model"]
-    assert list(saved) == list(trainer.model.state_dict())  # no "_orig_mod." prefix: loads into plain networks
-
-
 def test_lr_schedule_warms_up_then_decays():
     assert lr_factor(0, 10, 100, 0.1) == pytest.approx(0.1)
     assert lr_factor(9, 10, 100, 0.1) == pytest.approx(1.0)
