@@ -1,8 +1,9 @@
 """Training step breakdown at the default patch: generation, forward, backward, optimiser; the
 generator's share of a step; fp32 vs bf16 autocast on this device (amp=auto picks bf16 only where the
-CPU computes it natively); and bf16 again with freed memory retained (as `synthseg train` runs).
+CPU computes it natively); and bf16 again with freed memory retained (as `synthseg train` runs); with
+``--compile``, that last setting again with the network under ``torch.compile`` (``loop.compile``).
 
-    python benchmarks/training_step.py [--steps 6] [--config configs/shipped-2mm.yaml]
+    python benchmarks/training_step.py [--steps 6] [--config configs/shipped-2mm.yaml] [--compile]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--config", default=None)
     parser.add_argument("--templates", default="phantom")
+    parser.add_argument("--compile", action="store_true", help="add a row with the network compiled")
     args = parser.parse_args()
     header("training step breakdown")
     from monai.losses import DiceCELoss
@@ -43,7 +45,7 @@ def main() -> None:
     generator(1)
     bf16 = autocast_dtype("auto", torch.device("cpu"))
 
-    def measure(label: str, dtype) -> float:
+    def measure(label: str, dtype, network: torch.nn.Module = model) -> float:
         totals = {"generate": 0.0, "forward": 0.0, "backward": 0.0, "optimiser": 0.0}
         system_s = 0.0
         for step in range(args.steps):
@@ -52,7 +54,7 @@ def main() -> None:
             images, targets = generator(1)
             t1 = time.perf_counter()
             with torch.autocast("cpu", dtype=dtype) if dtype else contextlib.nullcontext():
-                logits = model(images)
+                logits = network(images)
             loss = loss_fn(logits.float(), targets[:, None])
             t2 = time.perf_counter()
             optimizer.zero_grad()
@@ -76,10 +78,14 @@ def main() -> None:
     default = measure(f"autocast {bf16}", bf16)
     # last, because it cannot be undone in this process: what the CLI's heavy commands run with
     if retain_freed_memory():
-        retained = measure(f"autocast {bf16}, freed memory retained", bf16)
-        print(f"retaining freed memory: step time ratio {retained / default:.2f}")
+        default_retained = measure(f"autocast {bf16}, freed memory retained", bf16)
+        print(f"retaining freed memory: step time ratio {default_retained / default:.2f}")
+        default = default_retained
     else:
         print("retaining freed memory: not available (C library is not glibc)")
+    if args.compile:  # the first (untimed) step compiles
+        compiled = measure(f"autocast {bf16}, torch.compile", bf16, torch.compile(model))
+        print(f"torch.compile: step time ratio {compiled / default:.2f}")
     print(f"peak RSS {peak_rss_gb():.2f} GB")
     x = torch.rand(1, 1, *config.generator.patch_size)
     with torch.no_grad():
