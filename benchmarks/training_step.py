@@ -1,7 +1,7 @@
 """Training step breakdown at the default patch: generation, forward, backward, optimiser; the
 generator's share of a step; fp32 vs bf16 autocast on this device (amp=auto picks bf16 only where the
 CPU computes it natively); and bf16 again with freed memory retained (as `synthseg train` runs); with
-``--compile``, that last setting again with the network under ``torch.compile`` (``loop.compile``).
+``--compile``, that last setting again with the network under ``torch.compile``.
 
     python benchmarks/training_step.py [--steps 6] [--config configs/shipped-2mm.yaml] [--compile]
 """
