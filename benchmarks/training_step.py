@@ -75,17 +75,17 @@ def main() -> None:
         return step_s
 
     measure("fp32", None)
-    default = measure(f"autocast {bf16}", bf16)
+    reference = measure(f"autocast {bf16}", bf16)
     # last, because it cannot be undone in this process: what the CLI's heavy commands run with
     if retain_freed_memory():
-        default_retained = measure(f"autocast {bf16}, freed memory retained", bf16)
-        print(f"retaining freed memory: step time ratio {default_retained / default:.2f}")
-        default = default_retained
+        retained = measure(f"autocast {bf16}, freed memory retained", bf16)
+        print(f"retaining freed memory: step time ratio {retained / reference:.2f}")
+        reference = retained
     else:
         print("retaining freed memory: not available (C library is not glibc)")
     if args.compile:  # the first (untimed) step compiles
         compiled = measure(f"autocast {bf16}, torch.compile", bf16, torch.compile(model))
-        print(f"torch.compile: step time ratio {compiled / default:.2f}")
+        print(f"torch.compile: step time ratio {compiled / reference:.2f}")
     print(f"peak RSS {peak_rss_gb():.2f} GB")
     x = torch.rand(1, 1, *config.generator.patch_size)
     with torch.no_grad():
