@@ -26,7 +26,8 @@ def class_fractions(labels: np.ndarray, factor: int, classes: int) -> np.ndarray
 
 
 def coarse_affine(affine: np.ndarray, factor: int) -> np.ndarray:
-    """Affine of the block grid: voxels ``factor`` times larger, centred on their blocks."""
+    """Affine of the block grid: voxels ``factor`` times larger, centred on their blocks (aligned to the
+    template's first voxel, unlike ``grid_for_spacing``'s centred grid, so that block means are exact)."""
     out = np.array(affine, dtype=float)
     out[:3, :3] = affine[:3, :3] * factor
     out[:3, 3] = affine[:3, :3] @ np.full(3, (factor - 1) / 2) + affine[:3, 3]
@@ -41,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     header("working-grid ceiling on the held-out templates")
     from synthseg.evaluation.metrics import dice_per_label
-    from synthseg.io.geometry import argmax_to_grid
+    from synthseg.io.geometry import argmax_to_grid, voxel_sizes
     from synthseg.labels.protocol import NUM_CLASSES, STRUCTURES
     from synthseg.training.config import load_config
     from synthseg.training.trainer import load_template_split
@@ -51,7 +52,7 @@ def main() -> None:
     print(f"{'template':<18} {'grid':>5} {'no-dura':>8} {'brain-12':>8} " + " ".join(f"{n[:6]:>6}" for n in names))
     for template in held:
         labels = recipe.lookup(template.labels, "target").astype(np.uint8)
-        voxel = float(np.linalg.norm(template.affine[:3, 0]))
+        voxel = float(voxel_sizes(template.affine).max())
         for factor in args.factors:
             fractions = class_fractions(labels, factor, NUM_CLASSES)
             predicted = argmax_to_grid(fractions, coarse_affine(template.affine, factor), labels.shape,
