@@ -101,7 +101,9 @@ def describe_route(result) -> str:
     return f"expert {result.expert['contrast']} (r {result.expert['correlation']:.2f})" if result.expert else "general"
 
 
-def real_t1(segmenter, tmp: Path) -> dict:
+def real_t1(segmenter, tmp: Path) -> tuple[dict, dict]:
+    """Dice per case and structure, and each structure's total predicted / reference volume over the
+    21 scans (a ratio far from 1 is a systematic bias, or a labelling convention unlike the templates')."""
     from synthseg.evaluation.evaluate import evaluate_files
 
     images = sorted((SHARED / "dev" / "ixi" / "t1").glob("*.nii.gz"))
@@ -111,10 +113,12 @@ def real_t1(segmenter, tmp: Path) -> dict:
     print(f"  {', '.join(f'{name}: {n}' for name, n in passes.items())}", flush=True)
     preds = [r.save(tmp / "ixi")["labels"] for r in results]
     rows = [r for case in evaluate_files(preds, refs, "muse", hd95=False) for r in case.rows]
-    per_case = {}
+    per_case, volumes = {}, collections.defaultdict(lambda: [0.0, 0.0])
     for r in rows:
         per_case.setdefault(r["case"], {})[r["structure"]] = r["dice"]
-    return per_case
+        volumes[r["structure"]][0] += r["vol_pred_ml"]
+        volumes[r["structure"]][1] += r["vol_ref_ml"]
+    return per_case, {s: round(pred / ref, 3) for s, (pred, ref) in volumes.items() if ref > 0}
 
 
 def contrast_consistency(segmenter, tmp: Path) -> dict:
@@ -148,7 +152,8 @@ def card_summary(report: dict, command: str) -> dict:
         summary["synthetic_heldout"] = {k: synth[k] for k in ("per_structure", "mean_no_dura")}
         summary["synthetic_heldout_per_case_mean"] = {case: round(mean(dice.values()), 4)
                                                       for case, dice in synth["cases"].items()}
-    summary["real_t1_ixi"] = {k: report["real_t1_ixi"][k] for k in ("per_structure", "mean_12", "min_structure")}
+    summary["real_t1_ixi"] = {k: report["real_t1_ixi"][k] for k in ("per_structure", "mean_12", "min_structure",
+                                                                     "volume_ratio")}
     summary["contrast_consistency"] = {k: report["contrast_consistency"][k] for k in ("pairs_mean_brain", "mean")}
     summary["freesurfer_bert"] = report["bert"]
     summary["freesurfer_bert_mean_12"] = mean(report["bert"][s] for s in BRAIN)
@@ -206,11 +211,13 @@ def main() -> None:
                                            "cases": synth}
             print(f"   mean Dice over all structures but dura: {report['synthetic_heldout']['mean_no_dura']:.3f}")
         print("2. real T1 (IXI, 21 scans, MUSE references)")
-        cases = real_t1(segmenter, tmp)
+        cases, volume_ratio = real_t1(segmenter, tmp)
         per_structure = {s: mean(c[s] for c in cases.values()) for s in BRAIN}
         report["real_t1_ixi"] = {"per_structure": per_structure, "mean_12": mean(per_structure.values()),
-                                 "min_structure": min(per_structure.values()), "cases": cases}
+                                 "min_structure": min(per_structure.values()), "volume_ratio": volume_ratio,
+                                 "cases": cases}
         print("   " + ", ".join(f"{k} {v:.3f}" for k, v in per_structure.items()))
+        print("   volume predicted / reference: " + ", ".join(f"{k} {v:.2f}" for k, v in volume_ratio.items()))
         print(f"   mean over the 12 brain structures {report['real_t1_ixi']['mean_12']:.3f}")
         print("3. contrast consistency (stroke T1/T2/FLAIR)")
         pairs = contrast_consistency(segmenter, tmp)
