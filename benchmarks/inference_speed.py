@@ -36,8 +36,6 @@ print(json.dumps({"wall_s": time.perf_counter() - t, "model_load_s": load, **res
 
 
 def make_inputs(folder: Path) -> dict[str, Path]:
-    import nibabel as nib
-
     from synthseg.io.geometry import resample_to_grid
     from synthseg.io.image import Image, save_image, load_image
 
