@@ -6,7 +6,7 @@ Range fields follow :mod:`synthseg.synthesis.params` (number → symmetric, pair
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 from synthseg.synthesis.params import RangeSpec, check_probability, to_range
 from synthseg.synthesis.tissues import MR_CONTRASTS

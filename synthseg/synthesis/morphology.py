@@ -9,7 +9,6 @@ are given by target ids so a rule reads like anatomy ("cortex grows into CSF by 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 CORTEX, WM, CSF, DURA = (1,), (2,), (3,), (13,)
 NUCLEI = (6, 7, 8, 9, 10)

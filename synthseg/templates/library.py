@@ -107,7 +107,7 @@ def import_template(path: Path, recipe: Recipe, out_dir: Path, *, spacing: float
     recipe_path = out_dir / RECIPE_FILE
     text = recipe.to_yaml()
     if recipe_path.exists() and recipe_path.read_text(encoding="utf-8") != text:
-        raise SynthSegError(f"folder already holds templates of another recipe; use one folder per recipe",
+        raise SynthSegError("folder already holds templates of another recipe; use one folder per recipe",
                             out_dir)
     if not recipe_path.exists():
         write_atomic(recipe_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -1,6 +1,3 @@
-import gzip
-import os
-
 import nibabel as nib
 import numpy as np
 import pytest
