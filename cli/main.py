@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps (default: auto)")
     p.add_argument("--threads", type=int, help="CPU threads")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
-                   help="left/right flip test-time augmentation (default: on; --no-tta halves the network time)")
+                   help="test-time augmentation: left/right flip and a second working grid shifted by half a voxel "
+                        "(default: on; --no-tta: one pass per network, the fastest)")
     p.add_argument("--experts", action=argparse.BooleanOptionalAction, default=True,
                    help="second pass by the model's contrast expert for the scan, when it has one (default: on)")
     p.add_argument("--modality", default="auto", choices=["auto", "mr", "ct"],

@@ -2,10 +2,13 @@
 
 Pipeline: load → canonical orientation → anti-aliased resampling to the model's working spacing → intensity
 normalisation as in training (MR percentiles / CT window) → crop to the head → sliding-window
-inference with Gaussian blending → optional left/right flip TTA → when the model has contrast experts,
-a second pass by the expert the first pass points to (:mod:`synthseg.inference.experts`) → class
-probabilities resampled onto the input's exact grid (slab by slab) → argmax → uint8 labels with the
-input's header.
+inference with Gaussian blending → when the model has contrast experts, a second pass by the expert the
+first pass points to (:mod:`synthseg.inference.experts`) → class probabilities resampled onto the input's
+exact grid (slab by slab) → argmax → uint8 labels with the input's header.
+
+Test-time augmentation (on by default) runs each working grid also mirrored left/right, and runs a
+second working grid shifted by half a voxel along each axis: averaged on the input grid, the two grids
+sample the scan twice as densely as one, which recovers detail the coarse grid loses (thin cortex, CSF).
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ INTRACRANIAL = tuple(range(1, 15))  # brain, CSF, dura and vessels: everything i
 # with the session-8 and session-9 models: stripped scans 0.008-0.13 (bert norm.mgz, stroke T1/T2/FLAIR,
 # stripped CT), whole heads 0.9-1.6 (IXI, chris_t1, CT).
 STRIPPED_HEAD_RATIO = 0.25
+# working-grid offsets in voxels, each in [-1, 0]: the plain grid, and with TTA one shifted half a voxel
+# along each axis (given one more voxel per axis, so it still covers the plain grid's field of view)
+GRID_OFFSETS = ((0.0, 0.0, 0.0), (-0.5, -0.5, -0.5))
 
 
 @dataclass
@@ -134,23 +140,33 @@ class Segmenter:
         timings["load_s"] = time.perf_counter() - start
         modality = detect_modality(image.data, self.modality)
         t = time.perf_counter()
-        work, box, work_affine = self._prepare(image, modality)
-        timings["preprocess_s"] = time.perf_counter() - t
+        canonical = self._canonical(image)
+        timings["preprocess_s"], timings["inference_s"] = time.perf_counter() - t, 0.0
+        sources: list[tuple[np.ndarray, np.ndarray]] = []  # (probabilities, affine) of each working grid
+        for offset in GRID_OFFSETS if self.tta else GRID_OFFSETS[:1]:
+            t = time.perf_counter()
+            work, box, work_affine = self._prepare(canonical, modality, offset)
+            timings["preprocess_s"] += time.perf_counter() - t
+            t = time.perf_counter()
+            if not sources:  # the first grid chooses the network, the shifted one reuses it
+                probs, chosen, signature, network = self._infer(work, modality)
+                first_grid = probs
+            else:
+                probs = self._predict(work, network, self._flips())
+            timings["inference_s"] += time.perf_counter() - t
+            full = pad_to_shape(probs, box, fill=0.0)
+            full[0][~_inside(box)] = 1.0  # outside the head crop: background
+            sources.append((full, work_affine))
         t = time.perf_counter()
-        probs, chosen, signature = self._infer(work, modality)
-        timings["inference_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        full = pad_to_shape(probs, box, fill=0.0)
-        full[0][~_inside(box)] = 1.0  # outside the head crop: background
-        labels = argmax_to_grid(full, work_affine, image.shape, image.affine)
+        labels = argmax_to_grid(sources, image.shape, image.affine)
         post_img = None
         if posteriors:
-            post = resample_to_grid(full, work_affine, image.shape, image.affine, order=1)
-            post_img = _posterior_image(post, image)
+            post = sum(resample_to_grid(full, affine, image.shape, image.affine, order=1) for full, affine in sources)
+            post_img = _posterior_image(post / len(sources), image)
         timings["resample_s"] = time.perf_counter() - t
         label_img = image.with_data(labels.astype(np.uint8)).to_nifti(np.uint8)
         volumes = _volumes(labels, image.spacing)
-        qc = self._qc(probs, volumes)
+        qc = self._qc(first_grid, volumes)
         warnings = list(image.meta.get("warnings", []))
         stripped = looks_skull_stripped(volumes)
         if stripped:
@@ -189,26 +205,36 @@ class Segmenter:
         validate_image(image)
         return image
 
-    def _prepare(self, image: Image, modality: str) -> tuple[np.ndarray, BoundingBox, np.ndarray]:
-        """The normalised working-grid array cropped to the head, the crop box and the grid's affine."""
+    def _canonical(self, image: Image) -> Image:
+        """The scan as float32 in canonical orientation, anti-aliased for down-sampling to the working
+        spacing (sigma = (factor - 1) / 2 voxels)."""
         canonical = to_canonical(image.with_data(np.asarray(image.data, dtype=np.float32)))
         spacing = float(self.card["spacing_mm"])
-        # anti-aliasing before down-sampling to the working grid (sigma = (factor - 1) / 2 voxels)
         sigmas = [max(0.0, (spacing / s - 1) / 2) for s in canonical.spacing]
         if max(sigmas) >= 0.1:
             canonical = canonical.with_data(blur(torch.from_numpy(canonical.data), sigmas).numpy())
-        shape, affine = grid_for_spacing(canonical.shape, canonical.affine, spacing)
+        return canonical
+
+    def _prepare(self, canonical: Image, modality: str, offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
+                 ) -> tuple[np.ndarray, BoundingBox, np.ndarray]:
+        """From :meth:`_canonical`'s image: the normalised working-grid array cropped to the head, the crop
+        box and the grid's affine; ``offset`` (voxels, each in [-1, 0]) shifts the grid and adds a voxel
+        along each shifted axis."""
+        shape, affine = grid_for_spacing(canonical.shape, canonical.affine, float(self.card["spacing_mm"]))
+        affine[:3, 3] += affine[:3, :3] @ np.asarray(offset, dtype=float)
+        shape = tuple(n + int(o != 0) for n, o in zip(shape, offset))
         work = resample_to_grid(canonical.data, canonical.affine, shape, affine, order=1,
                                 fill=float(canonical.data.min()))
         work = normalize(work, modality)
         box = BoundingBox.around(head_box_mask(work), margin=4)
         return work[box.slices], box, affine
 
-    def _infer(self, work: np.ndarray, modality: str) -> tuple[np.ndarray, dict | None, np.ndarray | None]:
+    def _infer(self, work: np.ndarray, modality: str
+               ) -> tuple[np.ndarray, dict | None, np.ndarray | None, torch.nn.Module]:
         """Probabilities from the general model or, when the model has one for this scan's contrast,
-        its expert; which expert ran (``{"contrast", "correlation"}``, ``None`` = general); and the
-        contrast signature that chose it (``None`` when no signature was needed)."""
-        passes = (False, True) if self.tta else (False,)
+        its expert; which expert ran (``{"contrast", "correlation"}``, ``None`` = general); the
+        contrast signature that chose it (``None`` when no signature was needed); and the network."""
+        passes = self._flips()
         general, experts = self.loaded.network, self.loaded.experts
         first, signature = None, None
         if experts and modality != "ct":  # MR experts are chosen from one pass of the general model
@@ -217,12 +243,16 @@ class Segmenter:
         expert, correlation = choose_expert(experts, modality, signature)
         if expert is not None:
             chosen = {"contrast": expert.contrast, "correlation": round(correlation, 3)}
-            return self._predict(work, expert.network, passes), chosen, signature
+            return self._predict(work, expert.network, passes), chosen, signature, expert.network
         if first is None:
-            return self._predict(work, general, passes), None, None
+            return self._predict(work, general, passes), None, None, general
         if self.tta:  # complete the general model's flip TTA
             first = (first + self._predict(work, general, passes[1:])) / 2
-        return first, None, signature
+        return first, None, signature, general
+
+    def _flips(self) -> tuple[bool, ...]:
+        """Sliding-window passes per working grid: ``True`` runs on the left/right mirrored input."""
+        return (False, True) if self.tta else (False,)
 
     @torch.no_grad()
     def _predict(self, work: np.ndarray, network: torch.nn.Module, flips: tuple[bool, ...]) -> np.ndarray:

@@ -114,41 +114,51 @@ def resample_to_grid(data: np.ndarray, affine: np.ndarray, shape: Sequence[int],
     return result
 
 
-def argmax_to_grid(probs: np.ndarray, affine: np.ndarray, shape: Sequence[int], target_affine: np.ndarray,
-                   slab_voxels: int = 4_000_000) -> np.ndarray:
-    """Argmax of linearly resampled class probabilities on a target grid, computed cheaply.
+def argmax_to_grid(sources: Sequence[tuple[np.ndarray, np.ndarray]], shape: Sequence[int],
+                   target_affine: np.ndarray, slab_voxels: int = 4_000_000) -> np.ndarray:
+    """Argmax, on a target grid, of the mean of linearly resampled class probabilities of one or more
+    ``(probs, affine)`` source grids, computed cheaply.
 
-    Equal to ``resample_to_grid(probs, ..., order=1, reduce="argmax")``: where all source voxels
-    around a target voxel share one winning class, linear interpolation cannot change the winner, so
-    the label is read directly; probabilities are interpolated only near boundaries.
+    Equal to the argmax of the mean of ``resample_to_grid(probs, affine, ..., order=1)`` over the
+    sources: where every source's voxels around a target voxel share one winning class, and the
+    sources agree on it, interpolating and averaging cannot change the winner, so the label is read
+    directly; probabilities are interpolated only near boundaries. Outside its grid a source counts
+    as background.
     """
     import torch
     import torch.nn.functional as F
 
     from synthseg.synthesis.morphology import max_filter
 
-    winner = torch.from_numpy(np.asarray(probs).argmax(0).astype(np.float32))
-    # a 3x3x3 neighbourhood with one winner: max and min filters agree
-    uniform = (max_filter(winner) == -max_filter(-winner + winner.max()) + winner.max()).numpy()
-    labels = resample_to_grid(winner.numpy(), affine, shape, target_affine, order=0, dtype=np.uint8,
-                              slab_voxels=slab_voxels)
-    safe = resample_to_grid(uniform.astype(np.float32), affine, shape, target_affine, order=0,
-                            slab_voxels=slab_voxels) > 0.5
-    border = np.argwhere(~safe)
-    if len(border) == 0:
-        return labels
-    source = np.linalg.inv(np.asarray(affine, float)) @ np.asarray(target_affine, float)
-    size = np.asarray(probs.shape[1:], float)
-    volume = torch.from_numpy(np.ascontiguousarray(probs, dtype=np.float32))[None]
+    labels, settled = None, None
+    for probs, affine in sources:
+        winner = torch.from_numpy(np.asarray(probs).argmax(0).astype(np.float32))
+        # a 3x3x3 neighbourhood with one winner: max and min filters agree
+        uniform = max_filter(winner) == -max_filter(-winner + winner.max()) + winner.max()
+        # one nearest-neighbour pass carries both: the winner, plus 256 where its neighbourhood is uniform
+        coded = resample_to_grid((winner + 256 * uniform).numpy(), affine, shape, target_affine, order=0,
+                                 slab_voxels=slab_voxels)
+        read, safe = (coded % 256).astype(np.uint8), coded >= 256
+        if labels is None:
+            labels, settled = read, safe
+        else:
+            settled &= safe & (read == labels)
+    border = np.argwhere(~settled)
+    volumes = [(torch.from_numpy(np.ascontiguousarray(probs, dtype=np.float32))[None],
+                np.linalg.inv(np.asarray(affine, float)) @ np.asarray(target_affine, float),
+                np.asarray(probs.shape[1:], float)) for probs, affine in sources]
     step = max(1, slab_voxels // 4)
     for start in range(0, len(border), step):
         idx = border[start:start + step]
-        src = idx @ source[:3, :3].T + source[:3, 3]
-        norm = 2 * src / np.maximum(size - 1, 1) - 1
-        grid = torch.from_numpy(norm[:, [2, 1, 0]].astype(np.float32)).view(1, -1, 1, 1, 3)
-        values = F.grid_sample(volume, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-        values[:, 0] += (values.sum(1) < 1e-6).float()  # outside the source grid: background
-        labels[tuple(idx.T)] = values[0, :, :, 0, 0].argmax(0).numpy().astype(np.uint8)
+        total = 0
+        for volume, source, size in volumes:
+            src = idx @ source[:3, :3].T + source[:3, 3]
+            norm = 2 * src / np.maximum(size - 1, 1) - 1
+            grid = torch.from_numpy(norm[:, [2, 1, 0]].astype(np.float32)).view(1, -1, 1, 1, 3)
+            values = F.grid_sample(volume, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+            values[:, 0] += (values.sum(1) < 1e-6).float()  # outside the source grid: background
+            total = total + values[0, :, :, 0, 0]
+        labels[tuple(idx.T)] = total.argmax(0).numpy().astype(np.uint8)
     return labels
 
 

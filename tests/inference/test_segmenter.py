@@ -117,3 +117,22 @@ def test_flip_tta_is_on_by_default_and_makes_predictions_mirror_equivariant(segm
                                atol=1e-5)
     assert not np.allclose(segmenter._predict(mirror, net, (False,))[:, ::-1], segmenter._predict(work, net, (False,)),
                            atol=1e-3)
+
+
+def test_tta_adds_a_working_grid_shifted_by_half_a_voxel(tiny_model, phantom_t1):
+    path = phantom_t1[0]
+    with_tta, one_pass = Segmenter(tiny_model, device="cpu"), Segmenter(tiny_model, device="cpu", tta=False)
+    canonical = with_tta._canonical(Segmenter._as_image(path, None))
+    _, _, affine = with_tta._prepare(canonical, "mr")
+    _, _, moved = with_tta._prepare(canonical, "mr", (-0.5, -0.5, -0.5))
+    spacing = float(with_tta.card["spacing_mm"])
+    np.testing.assert_allclose(moved[:3, 3] - affine[:3, 3], affine[:3, :3] @ np.full(3, -0.5))
+    np.testing.assert_allclose(np.abs(moved[:3, 3] - affine[:3, 3]), spacing / 2)
+    calls = {}
+    for name, segmenter in (("tta", with_tta), ("one pass", one_pass)):
+        calls[name] = 0
+        hook = segmenter.loaded.network.register_forward_hook(lambda *_: calls.__setitem__(name, calls[name] + 1))
+        segmenter.segment(path)
+        hook.remove()
+    # two grids, each also mirrored (the phantom's shifted grid needs as many windows as the plain one)
+    assert calls["one pass"] >= 1 and calls["tta"] == 4 * calls["one pass"]

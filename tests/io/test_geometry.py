@@ -2,7 +2,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from synthseg.io.geometry import (BoundingBox, crop_to_mask, grid_for_spacing, pad_to_shape, reorient,
+from synthseg.io.geometry import (BoundingBox, argmax_to_grid, crop_to_mask, grid_for_spacing, pad_to_shape, reorient,
                                   resample_to_grid, resample_to_spacing, to_canonical)
 from synthseg.io.image import Image
 
@@ -69,6 +69,33 @@ def test_probability_maps_and_argmax_in_slabs():
     labels = resample_to_grid(probs, affine, (9, 11, 13), target, order=1, reduce="argmax", slab_voxels=50)
     assert full.shape == (3, 9, 11, 13)
     assert np.array_equal(full.argmax(0), labels)
+
+
+@pytest.mark.parametrize("blocky", [False, True])
+def test_argmax_of_mean_over_shifted_grids_matches_full_resampling(blocky):
+    """The fast argmax equals the argmax of the mean of fully resampled probabilities, for one 2 mm
+    grid and for two grids half a voxel apart, whether most voxels are boundaries or few are."""
+    rng = np.random.default_rng(2)
+    shape = (6, 7, 8)
+
+    def probs() -> np.ndarray:
+        if not blocky:
+            return rng.random((4, *shape)).astype(np.float32)
+        labels = np.kron(rng.integers(0, 4, (3, 4, 4)), np.ones((2, 2, 2), int))[:6, :7, :8]
+        return (np.eye(4, dtype=np.float32)[labels].transpose(3, 0, 1, 2) + 0.1 * rng.random((4, *shape))
+                ).astype(np.float32)
+
+    plain, shifted = np.diag([2.0, 2.0, 2.0, 1.0]), np.diag([2.0, 2.0, 2.0, 1.0])
+    shifted[:3, 3] = 1.0
+    sources = [(probs(), plain), (probs(), shifted)]
+    target, target_shape = np.eye(4), (10, 12, 14)  # world 1..10 etc.: inside both grids
+    target[:3, 3] = 1.0
+    for chosen in (sources[:1], sources):
+        mean = sum(resample_to_grid(p, a, target_shape, target, order=1) for p, a in chosen) / len(chosen)
+        fast = argmax_to_grid(chosen, target_shape, target, slab_voxels=64)
+        assert np.array_equal(fast, mean.argmax(0))
+    assert not np.array_equal(argmax_to_grid(sources[:1], target_shape, target),
+                              argmax_to_grid(sources, target_shape, target))
 
 
 def test_cubic_matches_at_grid_points():
