@@ -161,7 +161,9 @@ class Segmenter:
         labels = argmax_to_grid(sources, image.shape, image.affine)
         post_img = None
         if posteriors:
-            post = sum(resample_to_grid(full, affine, image.shape, image.affine, order=1) for full, affine in sources)
+            post = resample_to_grid(*sources[0], image.shape, image.affine, order=1)
+            for full, affine in sources[1:]:  # in place: one input-grid volume of 17 channels at a time
+                post += resample_to_grid(full, affine, image.shape, image.affine, order=1)
             post_img = _posterior_image(post / len(sources), image)
         timings["resample_s"] = time.perf_counter() - t
         label_img = image.with_data(labels.astype(np.uint8)).to_nifti(np.uint8)
