@@ -115,51 +115,78 @@ def resample_to_grid(data: np.ndarray, affine: np.ndarray, shape: Sequence[int],
 
 
 def argmax_to_grid(sources: Sequence[tuple[np.ndarray, np.ndarray]], shape: Sequence[int],
-                   target_affine: np.ndarray, slab_voxels: int = 4_000_000) -> np.ndarray:
+                   target_affine: np.ndarray, chunk: int = 500_000) -> np.ndarray:
     """Argmax, on a target grid, of the mean of linearly resampled class probabilities of one or more
-    ``(probs, affine)`` source grids, computed cheaply.
+    ``(probs, affine)`` source grids whose axes are parallel to the target's (a scan's working grids
+    always are: they are its canonical reorientation at another spacing).
 
     Equal to the argmax of the mean of ``resample_to_grid(probs, affine, ..., order=1)`` over the
-    sources: where every source's voxels around a target voxel share one winning class, and the
-    sources agree on it, interpolating and averaging cannot change the winner, so the label is read
-    directly; probabilities are interpolated only near boundaries. Outside its grid a source counts
-    as background.
+    sources, computed cheaply: with parallel axes each target index maps to one source cell per axis,
+    so cells are looked up separably; where every source's cell has one winning class on all eight
+    corners, and the sources agree on it, interpolation cannot change the winner and the label is read
+    directly. Probabilities are interpolated (eight gathered corners) only at the other voxels, in
+    chunks of ``chunk``. Outside its grid a source counts as background.
     """
-    import torch
-    import torch.nn.functional as F
-
-    from synthseg.synthesis.morphology import max_filter
-
-    labels, settled = None, None
+    shape = tuple(int(n) for n in shape)
+    labels, settled, plans = None, None, []
     for probs, affine in sources:
-        winner = torch.from_numpy(np.asarray(probs).argmax(0).astype(np.float32))
-        # a 3x3x3 neighbourhood with one winner: max and min filters agree
-        uniform = max_filter(winner) == -max_filter(-winner + winner.max()) + winner.max()
-        # one nearest-neighbour pass carries both: the winner, plus 256 where its neighbourhood is uniform
-        coded = resample_to_grid((winner + 256 * uniform).numpy(), affine, shape, target_affine, order=0,
-                                 slab_voxels=slab_voxels)
-        read, safe = (coded % 256).astype(np.uint8), coded >= 256
+        axes, lookups = _parallel_axis_lookups(affine, probs.shape[1:], shape, target_affine)
+        plans.append((axes, lookups))
+        winner = np.pad(probs.argmax(0).astype(np.uint8), 1)  # padded with background, as the cells are
+        lower = winner[:-1, :-1, :-1]
+        uniform = np.ones(lower.shape, dtype=bool)
+        for corner in _CORNERS[1:]:
+            uniform &= winner[tuple(slice(c, n - 1 + c) for c, n in zip(corner, winner.shape))] == lower
+        cells = np.ix_(*(low for low, _ in lookups))
+        read, safe = lower.transpose(axes)[cells], uniform.transpose(axes)[cells]
         if labels is None:
             labels, settled = read, safe
         else:
             settled &= safe & (read == labels)
-    border = np.argwhere(~settled)
-    volumes = [(torch.from_numpy(np.ascontiguousarray(probs, dtype=np.float32))[None],
-                np.linalg.inv(np.asarray(affine, float)) @ np.asarray(target_affine, float),
-                np.asarray(probs.shape[1:], float)) for probs, affine in sources]
-    step = max(1, slab_voxels // 4)
-    for start in range(0, len(border), step):
-        idx = border[start:start + step]
-        total = 0
-        for volume, source, size in volumes:
-            src = idx @ source[:3, :3].T + source[:3, 3]
-            norm = 2 * src / np.maximum(size - 1, 1) - 1
-            grid = torch.from_numpy(norm[:, [2, 1, 0]].astype(np.float32)).view(1, -1, 1, 1, 3)
-            values = F.grid_sample(volume, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-            values[:, 0] += (values.sum(1) < 1e-6).float()  # outside the source grid: background
-            total = total + values[0, :, :, 0, 0]
-        labels[tuple(idx.T)] = total.argmax(0).numpy().astype(np.uint8)
+    border = np.flatnonzero(~settled)
+    channels = sources[0][0].shape[0]
+    total = np.zeros((len(border), channels), dtype=np.float32)
+    for (probs, _), (axes, lookups) in zip(sources, plans):
+        padded = np.zeros(tuple(n + 2 for n in probs.shape[1:]) + (channels,), dtype=np.float32)
+        padded[..., 0] = 1.0  # background all round
+        padded[1:-1, 1:-1, 1:-1] = np.moveaxis(probs, 0, -1)  # channels last: one corner is one row
+        rows = padded.reshape(-1, channels)
+        strides = np.array([padded.shape[1] * padded.shape[2], padded.shape[2], 1])[axes]
+        for start in range(0, len(border), chunk):
+            where = np.unravel_index(border[start:start + chunk], shape)
+            base = sum(lookups[a][0][where[a]] * strides[a] for a in range(3))
+            weights = [(1 - lookups[a][1][where[a]], lookups[a][1][where[a]]) for a in range(3)]
+            accumulated = total[start:start + chunk]
+            for corner in _CORNERS:
+                values = rows[base + int(np.dot(strides, corner))]
+                values *= (weights[0][corner[0]] * weights[1][corner[1]] * weights[2][corner[2]])[:, None]
+                accumulated += values
+    labels.reshape(-1)[border] = total.argmax(1)
     return labels
+
+
+_CORNERS = tuple(tuple((corner >> axis) & 1 for axis in range(3)) for corner in range(8))
+
+
+def _parallel_axis_lookups(affine: np.ndarray, source_shape: Sequence[int], shape: Sequence[int],
+                           target_affine: np.ndarray) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """For a source grid whose axes are parallel to the target's: the source axis along each target
+    axis, and per target axis the lower corner (in the source padded by one voxel) and the linear
+    weight of the upper one, for every target index."""
+    m = np.linalg.inv(np.asarray(affine, float)) @ np.asarray(target_affine, float)
+    axes = np.abs(m[:3, :3]).argmax(0)
+    scale = m[axes, np.arange(3)]
+    across = m[:3, :3].copy()
+    across[axes, np.arange(3)] = 0.0
+    if len(set(axes.tolist())) < 3 or np.abs(across).max() > 1e-6 * np.abs(scale).max():
+        raise ValueError("argmax_to_grid needs source grids whose axes are parallel to the target grid's")
+    lookups = []
+    for axis, along in enumerate(axes):
+        n = int(source_shape[along])
+        position = np.clip(scale[axis] * np.arange(shape[axis]) + m[along, 3] + 1, 0, n + 1)  # +1: padding
+        low = np.minimum(np.floor(position).astype(np.intp), n)
+        lookups.append((low, (position - low).astype(np.float32)))
+    return axes, lookups
 
 
 def _cubic(volume, norm, fill: float):

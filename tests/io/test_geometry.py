@@ -92,10 +92,29 @@ def test_argmax_of_mean_over_shifted_grids_matches_full_resampling(blocky):
     target[:3, 3] = 1.0
     for chosen in (sources[:1], sources):
         mean = sum(resample_to_grid(p, a, target_shape, target, order=1) for p, a in chosen) / len(chosen)
-        fast = argmax_to_grid(chosen, target_shape, target, slab_voxels=64)
+        fast = argmax_to_grid(chosen, target_shape, target, chunk=64)
         assert np.array_equal(fast, mean.argmax(0))
     assert not np.array_equal(argmax_to_grid(sources[:1], target_shape, target),
                               argmax_to_grid(sources, target_shape, target))
+
+
+def test_argmax_to_grid_follows_permuted_and_flipped_target_axes():
+    """A scan stored in another voxel order (here L-P-S with axes swapped) maps onto its working grid by
+    a permutation and flips: the fast argmax still equals full resampling."""
+    rng = np.random.default_rng(3)
+    probs = rng.random((3, 5, 6, 7)).astype(np.float32)
+    source = np.diag([2.0, 2.0, 2.0, 1.0])
+    target = np.array([[0.0, -1.0, 0.0, 8.0], [-1.0, 0.0, 0.0, 9.0], [0.0, 0.0, 1.0, 0.5], [0, 0, 0, 1]])
+    shape = (10, 9, 12)  # world y 9..0, x 8..0, z 0.5..11.5: inside the source's 0..8 x 0..10 x 0..12
+    full = resample_to_grid(probs, source, shape, target, order=1)
+    assert np.array_equal(argmax_to_grid([(probs, source)], shape, target, chunk=50), full.argmax(0))
+
+
+def test_argmax_to_grid_refuses_oblique_grids():
+    rotated = np.eye(4)
+    rotated[:2, :2] = [[np.cos(0.3), -np.sin(0.3)], [np.sin(0.3), np.cos(0.3)]]
+    with pytest.raises(ValueError, match="parallel"):
+        argmax_to_grid([(np.ones((2, 3, 3, 3), np.float32), rotated)], (3, 3, 3), np.eye(4))
 
 
 def test_cubic_matches_at_grid_points():
