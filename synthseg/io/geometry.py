@@ -2,7 +2,9 @@
 
 Resampling is driven by world coordinates: a target grid is ``(shape, affine)`` and every output
 voxel takes the value at its world position in the source. It runs through torch ``grid_sample``
-in slabs along the last axis, so probability maps of large grids never need one big buffer.
+in slabs along the last axis, so its sampling coordinates never cover a large grid at once. Labels go
+back from a scan's working grids to its own grid by ``argmax_to_grid``, which interpolates
+probabilities only where the winning class can change.
 """
 
 from __future__ import annotations
@@ -59,13 +61,9 @@ def resample_to_spacing(image: Image, spacing: float | Sequence[float], order: i
 
 
 def resample_to_grid(data: np.ndarray, affine: np.ndarray, shape: Sequence[int], target_affine: np.ndarray,
-                     order: int = 1, fill: float = 0.0, reduce: str | None = None,
-                     dtype: np.dtype | None = None, slab_voxels: int = 4_000_000) -> np.ndarray:
-    """Values of ``data`` (3D, or channels-first 4D) at the world positions of a target grid.
-
-    ``reduce="argmax"`` turns channels-first probability maps into a label map slab by slab, so a
-    17-class 256³ result is never held as floats. ``order`` 0/1/3 = nearest/linear/cubic.
-    """
+                     order: int = 1, fill: float = 0.0, slab_voxels: int = 4_000_000) -> np.ndarray:
+    """Values of ``data`` (3D, or channels-first 4D) at the world positions of a target grid, as float32;
+    ``order`` 0/1/3 = nearest/linear/cubic. Computed in slabs of about ``slab_voxels`` output voxels."""
     import torch
     import torch.nn.functional as F
 
@@ -73,10 +71,7 @@ def resample_to_grid(data: np.ndarray, affine: np.ndarray, shape: Sequence[int],
         raise ValueError(f"order must be one of {sorted(ORDERS)}, got {order}")
     source = np.asarray(data)
     channels_first = source.ndim == 4
-    volume = torch.from_numpy(np.ascontiguousarray(source if channels_first else source[None]))
-    if volume.dtype not in (torch.float32, torch.float64):
-        volume = volume.float()
-    volume = volume.float()[None]  # (1, C, I, J, K)
+    volume = torch.from_numpy(np.ascontiguousarray(source if channels_first else source[None])).float()[None]
     shape = tuple(int(n) for n in shape)
     vox_to_src = np.linalg.inv(np.asarray(affine, float)) @ np.asarray(target_affine, float)
     size = np.asarray(source.shape[-3:], float)
@@ -87,8 +82,7 @@ def resample_to_grid(data: np.ndarray, affine: np.ndarray, shape: Sequence[int],
         to_norm[axis, axis] = to_norm[axis, 3] = 0.0
     matrix = torch.from_numpy(to_norm @ vox_to_src).float()
     out_channels = volume.shape[1]
-    out_dtype = dtype or (np.uint8 if reduce == "argmax" else np.float32)
-    result = np.empty(shape if (reduce or not channels_first) else (out_channels, *shape), dtype=out_dtype)
+    result = np.empty((out_channels, *shape) if channels_first else shape, dtype=np.float32)
     slab = max(1, slab_voxels // max(1, shape[0] * shape[1] * max(1, out_channels // 4)))
     ii, jj = torch.meshgrid(torch.arange(shape[0], dtype=torch.float32),
                             torch.arange(shape[1], dtype=torch.float32), indexing="ij")
@@ -105,12 +99,7 @@ def resample_to_grid(data: np.ndarray, affine: np.ndarray, shape: Sequence[int],
         else:
             out = F.grid_sample(volume - fill, grid, mode=mode, padding_mode="zeros", align_corners=True) + fill
         out = out[0]
-        if reduce == "argmax":
-            result[..., start:stop] = out.argmax(0).numpy().astype(out_dtype)
-        elif channels_first:
-            result[..., start:stop] = out.numpy().astype(out_dtype, copy=False)
-        else:
-            result[..., start:stop] = out[0].numpy().astype(out_dtype, copy=False)
+        result[..., start:stop] = (out if channels_first else out[0]).numpy()
     return result
 
 

@@ -60,15 +60,15 @@ def test_resample_spacing_keeps_field_of_view_centre():
     assert np.allclose(centre(shape, affine), centre(image.shape, image.affine))
 
 
-def test_probability_maps_and_argmax_in_slabs():
+def test_probability_maps_in_slabs_equal_one_slab():
     rng = np.random.default_rng(1)
     probs = rng.random((3, 5, 6, 7)).astype(np.float32)
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
     target = np.diag([1.0, 1.0, 1.0, 1.0])
     full = resample_to_grid(probs, affine, (9, 11, 13), target, order=1)
-    labels = resample_to_grid(probs, affine, (9, 11, 13), target, order=1, reduce="argmax", slab_voxels=50)
-    assert full.shape == (3, 9, 11, 13)
-    assert np.array_equal(full.argmax(0), labels)
+    slabs = resample_to_grid(probs, affine, (9, 11, 13), target, order=1, slab_voxels=50)
+    assert full.shape == (3, 9, 11, 13) and full.dtype == np.float32
+    assert np.array_equal(full, slabs)
 
 
 @pytest.mark.parametrize("blocky", [False, True])
