@@ -110,6 +110,13 @@ def test_argmax_to_grid_follows_permuted_and_flipped_target_axes():
     assert np.array_equal(argmax_to_grid([(probs, source)], shape, target, chunk=50), full.argmax(0))
 
 
+def test_argmax_to_grid_reads_background_outside_the_sources():
+    probs = np.zeros((3, 4, 4, 4), np.float32)
+    probs[2] = 1.0  # class 2 everywhere inside the source, which spans world 0..6 on each axis
+    labels = argmax_to_grid([(probs, np.diag([2.0, 2.0, 2.0, 1.0]))], (12, 12, 12), np.eye(4))
+    assert (labels[:6, :6, :6] == 2).all() and (labels[8:] == 0).all() and (labels[:, 8:] == 0).all()
+
+
 def test_argmax_to_grid_refuses_oblique_grids():
     rotated = np.eye(4)
     rotated[:2, :2] = [[np.cos(0.3), -np.sin(0.3)], [np.sin(0.3), np.cos(0.3)]]
