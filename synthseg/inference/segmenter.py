@@ -142,29 +142,31 @@ class Segmenter:
         t = time.perf_counter()
         canonical = self._canonical(image)
         timings["preprocess_s"], timings["inference_s"] = time.perf_counter() - t, 0.0
-        sources: list[tuple[np.ndarray, np.ndarray]] = []  # (probabilities, affine) of each working grid
+        grids: list[tuple[np.ndarray, BoundingBox, np.ndarray]] = []  # (head-crop probabilities, crop, affine)
         for offset in GRID_OFFSETS if self.tta else GRID_OFFSETS[:1]:
             t = time.perf_counter()
             work, box, work_affine = self._prepare(canonical, modality, offset)
             timings["preprocess_s"] += time.perf_counter() - t
             t = time.perf_counter()
-            if not sources:  # the first grid chooses the network, the shifted one reuses it
+            if not grids:  # the first grid chooses the network, the shifted one reuses it
                 probs, chosen, signature, network = self._infer(work, modality)
                 first_grid = probs
             else:
                 probs = self._predict(work, network, self._flips())
             timings["inference_s"] += time.perf_counter() - t
-            full = pad_to_shape(probs, box, fill=0.0)
-            full[0][~_inside(box)] = 1.0  # outside the head crop: background
-            sources.append((full, work_affine))
+            grids.append((probs, box, work_affine))
         t = time.perf_counter()
-        labels = argmax_to_grid(sources, image.shape, image.affine)
+        # outside its head crop a grid counts as background (argmax_to_grid's rule outside a source)
+        labels = argmax_to_grid([(probs, box.cropped_affine(affine)) for probs, box, affine in grids],
+                                image.shape, image.affine)
         post_img = None
         if posteriors:
-            post = resample_to_grid(*sources[0], image.shape, image.affine, order=1)
-            for full, affine in sources[1:]:  # in place: one input-grid volume of 17 channels at a time
+            post = 0
+            for probs, box, affine in grids:  # in place: one input-grid volume of 17 channels at a time
+                full = pad_to_shape(probs, box, fill=0.0)
+                full[0][~_inside(box)] = 1.0  # outside the head crop: background
                 post += resample_to_grid(full, affine, image.shape, image.affine, order=1)
-            post_img = _posterior_image(post / len(sources), image)
+            post_img = _posterior_image(post / len(grids), image)
         timings["resample_s"] = time.perf_counter() - t
         label_img = image.with_data(labels.astype(np.uint8)).to_nifti(np.uint8)
         volumes = _volumes(labels, image.spacing)

@@ -202,6 +202,12 @@ class BoundingBox:
     def slices(self) -> tuple[slice, slice, slice]:
         return tuple(slice(a, b) for a, b in zip(self.start, self.stop))
 
+    def cropped_affine(self, affine: np.ndarray) -> np.ndarray:
+        """The affine of the box's voxels, given the full grid's: world positions stay."""
+        out = np.array(affine, dtype=float)
+        out[:3, 3] = (out @ np.append(self.start, 1))[:3]
+        return out
+
     @classmethod
     def around(cls, mask: np.ndarray, margin: int | Sequence[int] = 0) -> "BoundingBox":
         shape = tuple(int(n) for n in mask.shape)
@@ -220,9 +226,7 @@ class BoundingBox:
 def crop_to_mask(image: Image, mask: np.ndarray, margin: int | Sequence[int] = 0) -> tuple[Image, BoundingBox]:
     """Crop to the box around ``mask`` (plus margin); the affine moves so world positions stay."""
     box = BoundingBox.around(mask, margin)
-    affine = image.affine.copy()
-    affine[:3, 3] = (image.affine @ np.append(box.start, 1))[:3]
-    return image.with_data(np.ascontiguousarray(image.data[box.slices]), affine), box
+    return image.with_data(np.ascontiguousarray(image.data[box.slices]), box.cropped_affine(image.affine)), box
 
 
 def pad_to_shape(data: np.ndarray, box: BoundingBox, fill: float = 0) -> np.ndarray:
