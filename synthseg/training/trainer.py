@@ -161,6 +161,22 @@ class Trainer:
         except (OSError, RuntimeError, KeyError) as error:
             raise SynthSegError(f"cannot use as initial weights ({error})", weights) from None
         self.log(f"initialised from {weights}")
+        self._warn_if_same_draws(weights.parent / "model.json")
+
+    def _warn_if_same_draws(self, card_path: Path) -> None:
+        """Fine-tuning with the seed the weights were trained with replays their training draws.
+
+        The generator's stream depends only on ``loop.seed``, so such a run sees the same samples again
+        instead of new ones."""
+        try:
+            training = json.loads(card_path.read_text(encoding="utf-8"))["training"]
+            seed, steps = training["config"]["loop"]["seed"], training["steps"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        if seed == self.config.loop.seed:
+            self.log(f"warning: {card_path.parent} was trained with loop.seed {seed}: this run replays its "
+                     f"first {min(steps, self.config.loop.steps)} training draws; set loop.seed to another "
+                     "value for new ones")
 
     def _load_teacher(self) -> torch.nn.Module:
         """The frozen network of ``distill.teacher``, on the training device, at the working voxel size."""

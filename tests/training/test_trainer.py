@@ -70,14 +70,19 @@ def test_export_writes_weights_and_card(tmp_path):
     assert json.loads(again.read_text(encoding="utf-8"))["sha256"] == card["sha256"]  # byte-reproducible
 
 
-def test_warm_start_from_exported_weights(tmp_path):
+def test_warm_start_from_exported_weights(tmp_path, capsys):
     Trainer(_config("loop.steps=2", "loop.val_every=2"), tmp_path / "a", progress=False).run()
     export_model(list_checkpoints(tmp_path / "a" / "checkpoints")[-1], tmp_path / "model", fp16=False)
+    capsys.readouterr()
     warm = Trainer(_config("loop.steps=2", f"model.init_weights={tmp_path / 'model'}"), tmp_path / "b",
                    progress=False)
     exported = torch.load(tmp_path / "model" / "model.pt", weights_only=True)
     assert all(torch.equal(v, exported[k]) for k, v in warm.model.state_dict().items())
     assert warm.step == 0
+    assert "replays its first 2 training draws" in capsys.readouterr().err  # same seed as the weights
+    Trainer(_config("loop.steps=2", "loop.seed=1", f"model.init_weights={tmp_path / 'model'}"), tmp_path / "c",
+            progress=False)
+    assert "replays" not in capsys.readouterr().err
 
 
 def test_soft_cross_entropy_known_values():
