@@ -29,6 +29,7 @@ from synthseg.synthesis.generator import Generator
 from synthseg.templates.library import load_templates, phantom_templates
 from synthseg.training.checkpoint import load_latest, mark_best, save_checkpoint
 from synthseg.training.config import TrainConfig
+from synthseg.training.export import CARD, WEIGHTS
 
 PHANTOM = "phantom"
 PHANTOM_SEEDS = (0, 1, 2)
@@ -153,7 +154,7 @@ class Trainer:
         The weights may come from a network whose strides differ: a level's residual projection is a
         1×1×1 convolution at stride 1 and a 3×3×3 one otherwise, and is carried over as the kernel's sum
         (the same response to a constant input)."""
-        weights = path / "model.pt" if path.is_dir() else path
+        weights = path / WEIGHTS if path.is_dir() else path
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
             state = adapt_kernels({k: v.float() for k, v in state.items()}, self.model.state_dict())
@@ -161,7 +162,7 @@ class Trainer:
         except (OSError, RuntimeError, KeyError) as error:
             raise SynthSegError(f"cannot use as initial weights ({error})", weights) from None
         self.log(f"initialised from {weights}")
-        self._warn_if_same_draws(weights.parent / "model.json")
+        self._warn_if_same_draws(weights.parent / CARD)
 
     def _warn_if_same_draws(self, card_path: Path) -> None:
         """Fine-tuning with the seed the weights were trained with replays their training draws.
