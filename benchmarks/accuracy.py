@@ -152,17 +152,20 @@ def card_summary(report: dict, command: str) -> dict:
         summary["synthetic_heldout"] = {k: synth[k] for k in ("per_structure", "mean_no_dura")}
         summary["synthetic_heldout_per_case_mean"] = {case: round(mean(dice.values()), 4)
                                                       for case, dice in synth["cases"].items()}
-    summary["real_t1_ixi"] = {k: report["real_t1_ixi"][k] for k in ("per_structure", "mean_12", "min_structure",
-                                                                     "volume_ratio")}
-    summary["contrast_consistency"] = {k: report["contrast_consistency"][k] for k in ("pairs_mean_brain", "mean")}
-    summary["freesurfer_bert"] = report["bert"]
-    summary["freesurfer_bert_mean_12"] = mean(report["bert"][s] for s in BRAIN)
+    if "real_t1_ixi" in report:
+        summary["real_t1_ixi"] = {k: report["real_t1_ixi"][k] for k in ("per_structure", "mean_12", "min_structure",
+                                                                         "volume_ratio")}
+        summary["contrast_consistency"] = {k: report["contrast_consistency"][k] for k in ("pairs_mean_brain", "mean")}
+        summary["freesurfer_bert"] = report["bert"]
+        summary["freesurfer_bert_mean_12"] = mean(report["bert"][s] for s in BRAIN)
     return summary
 
 
 def headline(summary: dict) -> str:
     """The four numbers the ship rule compares, on one line."""
     synth = summary.get("synthetic_heldout", {}).get("mean_no_dura", float("nan"))
+    if "real_t1_ixi" not in summary:
+        return f"synthetic {synth:.4f}"
     ixi = summary["real_t1_ixi"]
     return (f"synthetic {synth:.4f} | IXI {ixi['mean_12']:.4f} (lowest {ixi['min_structure']:.3f}) | "
             f"agreement {summary['contrast_consistency']['mean']:.4f} | bert {summary['freesurfer_bert_mean_12']:.4f}")
@@ -180,6 +183,28 @@ def wholehead_png(segmenter, png: Path) -> Path:
     return save_png([montage(image), montage(image, labels)], png)
 
 
+def real_measurements(segmenter, tmp: Path, report: dict) -> None:
+    """Measurements 2-4 (IXI, stroke agreement, bert) added to ``report``."""
+    print("2. real T1 (IXI, 21 scans, MUSE references)")
+    cases, volume_ratio = real_t1(segmenter, tmp)
+    per_structure = {s: mean(c[s] for c in cases.values()) for s in BRAIN}
+    report["real_t1_ixi"] = {"per_structure": per_structure, "mean_12": mean(per_structure.values()),
+                             "min_structure": min(per_structure.values()), "volume_ratio": volume_ratio,
+                             "cases": cases}
+    print("   " + ", ".join(f"{k} {v:.3f}" for k, v in per_structure.items()))
+    print("   volume predicted / reference: " + ", ".join(f"{k} {v:.2f}" for k, v in volume_ratio.items()))
+    print(f"   mean over the 12 brain structures {report['real_t1_ixi']['mean_12']:.3f}")
+    print("3. contrast consistency (stroke T1/T2/FLAIR)")
+    pairs = contrast_consistency(segmenter, tmp)
+    brain_pairs = {p: mean(v[s] for s in BRAIN if s in v) for p, v in pairs.items()}
+    report["contrast_consistency"] = {"pairs_mean_brain": brain_pairs, "mean": mean(brain_pairs.values()),
+                                      "per_pair": pairs}
+    print("   " + ", ".join(f"{k} {v:.3f}" for k, v in brain_pairs.items()))
+    print("4. FreeSurfer bert (norm.mgz vs aseg)")
+    report["bert"] = bert(segmenter, tmp)
+    print("   " + ", ".join(f"{k} {v:.3f}" for k, v in report["bert"].items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default=None)
@@ -187,6 +212,7 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     parser.add_argument("--png", default=None)
     parser.add_argument("--skip-synthetic", action="store_true")
+    parser.add_argument("--skip-real", action="store_true", help="synthetic held-out only (measurements 2-4 off)")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
                         help="left/right flip test-time augmentation (default: on, like `synthseg segment`)")
     parser.add_argument("--experts", action=argparse.BooleanOptionalAction, default=True,
@@ -210,24 +236,8 @@ def main() -> None:
                                            "mean_no_dura": mean(v for k, v in per_structure.items() if k != "Dura"),
                                            "cases": synth}
             print(f"   mean Dice over all structures but dura: {report['synthetic_heldout']['mean_no_dura']:.3f}")
-        print("2. real T1 (IXI, 21 scans, MUSE references)")
-        cases, volume_ratio = real_t1(segmenter, tmp)
-        per_structure = {s: mean(c[s] for c in cases.values()) for s in BRAIN}
-        report["real_t1_ixi"] = {"per_structure": per_structure, "mean_12": mean(per_structure.values()),
-                                 "min_structure": min(per_structure.values()), "volume_ratio": volume_ratio,
-                                 "cases": cases}
-        print("   " + ", ".join(f"{k} {v:.3f}" for k, v in per_structure.items()))
-        print("   volume predicted / reference: " + ", ".join(f"{k} {v:.2f}" for k, v in volume_ratio.items()))
-        print(f"   mean over the 12 brain structures {report['real_t1_ixi']['mean_12']:.3f}")
-        print("3. contrast consistency (stroke T1/T2/FLAIR)")
-        pairs = contrast_consistency(segmenter, tmp)
-        brain_pairs = {p: mean(v[s] for s in BRAIN if s in v) for p, v in pairs.items()}
-        report["contrast_consistency"] = {"pairs_mean_brain": brain_pairs, "mean": mean(brain_pairs.values()),
-                                          "per_pair": pairs}
-        print("   " + ", ".join(f"{k} {v:.3f}" for k, v in brain_pairs.items()))
-        print("4. FreeSurfer bert (norm.mgz vs aseg)")
-        report["bert"] = bert(segmenter, tmp)
-        print("   " + ", ".join(f"{k} {v:.3f}" for k, v in report["bert"].items()))
+        if not args.skip_real:
+            real_measurements(segmenter, tmp, report)
     if args.png:
         print(f"5. whole-head PNG: {wholehead_png(segmenter, Path(args.png))}")
     report["card"] = card_summary(report, "python benchmarks/accuracy.py " + " ".join(sys.argv[1:]))

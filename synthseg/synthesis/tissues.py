@@ -6,7 +6,8 @@ are in HU. Every intensity class of a recipe names one tissue type.
 The T1 values of the deep grey nuclei and the limbic grey matter follow real scans put on this scale
 (ventricles at 30, the white matter next to each structure at 185): the 21 IXI T1 scans with their
 MUSE labels and FreeSurfer's bert (norm.mgz, aseg) gave thalamus 178 / 167, pallidum 189 / 181,
-putamen 176 / 153, caudate 170 / 139, hippocampus 145 / 130, amygdala 147 / 139, cortex 103 / 131.
+putamen 176 / 153, caudate 170 / 139, hippocampus 145 / 130, amygdala 147 / 139, cortex 103 / 131
+(``python benchmarks/t1_contrast.py``).
 """
 
 from __future__ import annotations
