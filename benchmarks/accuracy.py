@@ -8,6 +8,7 @@
 5. a PNG of the whole-head T1 ``chris_t1`` with the label overlay.
 
     python benchmarks/accuracy.py [--model NAME] [--templates work/templates/aseg-charm] [--json OUT] [--no-tta]
+                                  [--skip-synthetic | --skip-real]
 
 The JSON holds every case; its ``"card"`` entry is the summary stored as ``evaluation`` in a model's
 ``model.json``, and the last line printed gives the four numbers the ship rule compares.

@@ -22,6 +22,7 @@ TISSUE_OF = {"GM": "grey_matter", "cerGM": "grey_matter", "Thal": "thalamus", "P
              "Put": "deep_grey", "Caud": "deep_grey", "Accu": "deep_grey", "Amyg": "limbic_grey",
              "Hippo": "limbic_grey"}
 CSF_AT, WM_AT, NEAR_VOXELS = 30.0, 185.0, 6
+BANDS_MM = [0, 20, 30, 40, 50, 60, 70]
 
 
 def on_prior_scale(image: np.ndarray, targets: np.ndarray) -> dict[str, float]:
@@ -40,6 +41,19 @@ def on_prior_scale(image: np.ndarray, targets: np.ndarray) -> dict[str, float]:
     return values
 
 
+def white_matter_profile(image: np.ndarray, targets: np.ndarray, zooms) -> list[float]:
+    """White matter median per distance band from the brain's centre, relative to the 60-70 mm band."""
+    from scipy import ndimage
+
+    brain = (targets > 0) & (targets < 255)
+    wm = ndimage.binary_erosion(targets == 2)
+    where = np.argwhere(wm)
+    distance = np.linalg.norm((where - np.array(ndimage.center_of_mass(brain))) * np.asarray(zooms), axis=1)
+    values = image[wm]
+    medians = [np.median(values[(distance >= lo) & (distance < hi)]) for lo, hi in zip(BANDS_MM, BANDS_MM[1:])]
+    return [float(m / medians[BANDS_MM.index(60)]) for m in medians]
+
+
 def cases() -> list[tuple[str, Path, Path, str]]:
     ixi = SHARED / "dev" / "ixi"
     found = [(ref.name.split("_")[0], next((ixi / "t1").glob(ref.name.split("_")[0] + "*")), ref, "muse")
@@ -56,10 +70,17 @@ def main() -> None:
     from synthseg.synthesis.tissues import TISSUES
 
     rows: dict[str, list[dict[str, float]]] = {"IXI": [], "bert": []}
+    profiles = []
     for name, image_path, ref_path, mapping in cases():
-        image = np.asarray(nib.load(image_path).dataobj, dtype=np.float32)
+        loaded = nib.load(image_path)
+        image = np.asarray(loaded.dataobj, dtype=np.float32)
         targets = apply_mapping(np.asarray(nib.load(ref_path).dataobj).astype(np.int32), MAPPINGS[mapping])
         rows["bert" if name == "bert" else "IXI"].append(on_prior_scale(image, targets))
+        if name != "bert":
+            profiles.append(white_matter_profile(image, targets, loaded.header.get_zooms()[:3]))
+    bands = [f"{lo}-{hi} mm" for lo, hi in zip(BANDS_MM, BANDS_MM[1:])]
+    print("IXI white matter by distance from the brain's centre (median / 60-70 mm band): "
+          + ", ".join(f"{b} {v:.2f}" for b, v in zip(bands, np.mean(profiles, axis=0))))
     print(f"{'structure':10s} {'IXI (n=%d)' % len(rows['IXI']):>14s} {'bert':>6s} {'prior':>6s}  tissue")
     for name, tissue in TISSUE_OF.items():
         ixi = [r[name] for r in rows["IXI"]]
