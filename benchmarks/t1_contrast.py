@@ -25,11 +25,11 @@ CSF_AT, WM_AT, NEAR_VOXELS = 30.0, 185.0, 6
 BANDS_MM = [0, 20, 30, 40, 50, 60, 70]
 
 
-def on_prior_scale(image: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    """Median of each structure, mapped linearly so ventricles → 30 and nearby white matter → 185."""
+def on_prior_scale(image: np.ndarray, targets: np.ndarray, wm: np.ndarray) -> dict[str, float]:
+    """Median of each structure, mapped linearly so ventricles → 30 and nearby white matter (``wm``, a
+    white-matter mask clear of partial volume) → 185."""
     from scipy import ndimage
 
-    wm = ndimage.binary_erosion(targets == 2, iterations=2)
     ventricles = np.median(image[ndimage.binary_erosion(targets == 4)])
     values = {}
     for target, name in STRUCTURES.items():
@@ -41,12 +41,11 @@ def on_prior_scale(image: np.ndarray, targets: np.ndarray) -> dict[str, float]:
     return values
 
 
-def white_matter_profile(image: np.ndarray, targets: np.ndarray, zooms) -> list[float]:
+def white_matter_profile(image: np.ndarray, targets: np.ndarray, wm: np.ndarray, zooms) -> list[float]:
     """White matter median per distance band from the brain's centre, relative to the 60-70 mm band."""
     from scipy import ndimage
 
     brain = (targets > 0) & (targets < 255)
-    wm = ndimage.binary_erosion(targets == 2)
     where = np.argwhere(wm)
     distance = np.linalg.norm((where - np.array(ndimage.center_of_mass(brain))) * np.asarray(zooms), axis=1)
     values = image[wm]
@@ -55,29 +54,34 @@ def white_matter_profile(image: np.ndarray, targets: np.ndarray, zooms) -> list[
 
 
 def cases() -> list[tuple[str, Path, Path, str]]:
+    """``(source, image, reference labels, label mapping)`` for the IXI scans and bert."""
+    from synthseg.evaluation.evaluate import pair_paths
+
     ixi = SHARED / "dev" / "ixi"
-    found = [(ref.name.split("_")[0], next((ixi / "t1").glob(ref.name.split("_")[0] + "*")), ref, "muse")
-             for ref in sorted((ixi / "dlmuse").glob("*.nii.gz"))]
+    pairs = pair_paths(sorted((ixi / "t1").glob("*.nii.gz")), sorted((ixi / "dlmuse").glob("*.nii.gz")))
     bert = SHARED / "dev" / "freesurfer_bert"
-    return found + [("bert", bert / "norm.mgz", bert / "aseg.mgz", "aseg")]
+    return ([("IXI", image, ref, "muse") for image, ref in pairs]
+            + [("bert", bert / "norm.mgz", bert / "aseg.mgz", "aseg")])
 
 
 def main() -> None:
     header("real T1 contrast on the prior scale")
     import nibabel as nib
+    from scipy import ndimage
 
     from synthseg.labels.mapping import MAPPINGS, apply_mapping
     from synthseg.synthesis.tissues import TISSUES
 
     rows: dict[str, list[dict[str, float]]] = {"IXI": [], "bert": []}
     profiles = []
-    for name, image_path, ref_path, mapping in cases():
+    for source, image_path, ref_path, mapping in cases():
         loaded = nib.load(image_path)
         image = np.asarray(loaded.dataobj, dtype=np.float32)
         targets = apply_mapping(np.asarray(nib.load(ref_path).dataobj).astype(np.int32), MAPPINGS[mapping])
-        rows["bert" if name == "bert" else "IXI"].append(on_prior_scale(image, targets))
-        if name != "bert":
-            profiles.append(white_matter_profile(image, targets, loaded.header.get_zooms()[:3]))
+        wm = ndimage.binary_erosion(targets == 2, iterations=2)
+        rows[source].append(on_prior_scale(image, targets, wm))
+        if source == "IXI":
+            profiles.append(white_matter_profile(image, targets, wm, loaded.header.get_zooms()[:3]))
     bands = [f"{lo}-{hi} mm" for lo, hi in zip(BANDS_MM, BANDS_MM[1:])]
     print("IXI white matter by distance from the brain's centre (median / 60-70 mm band): "
           + ", ".join(f"{b} {v:.2f}" for b, v in zip(bands, np.mean(profiles, axis=0))))
