@@ -8,7 +8,7 @@
 5. a PNG of the whole-head T1 ``chris_t1`` with the label overlay.
 
     python benchmarks/accuracy.py [--model NAME] [--templates work/templates/aseg-charm] [--json OUT] [--no-tta]
-                                  [--skip-synthetic | --skip-real]
+                                  [--skip-synthetic | --skip-real] [--amp auto|off|bf16]
 
 The JSON holds every case; its ``"card"`` entry is the summary stored as ``evaluation`` in a model's
 ``model.json``, and the last line printed gives the four numbers the ship rule compares.
@@ -218,15 +218,18 @@ def main() -> None:
                         help="left/right flip test-time augmentation (default: on, like `synthseg segment`)")
     parser.add_argument("--experts", action=argparse.BooleanOptionalAction, default=True,
                         help="second pass by the model's contrast experts (default: on, like `synthseg segment`)")
+    parser.add_argument("--amp", default="auto", choices=("auto", "off", "bf16"),
+                        help="inference precision as in `synthseg segment` (auto: bf16 on CPUs with native bf16); "
+                             "compare models at the same setting")
     args = parser.parse_args()
     header("accuracy")
     from synthseg.inference.segmenter import Segmenter
 
-    segmenter = Segmenter(args.model, device="cpu", tta=args.tta, experts=args.experts)
+    segmenter = Segmenter(args.model, device="cpu", tta=args.tta, experts=args.experts, amp=args.amp)
     card = segmenter.card
     print(f"model {card['name']} ({card['training']['steps']} steps, sha256 {card['sha256'][:12]}…)")
     report: dict = {"model": card["name"], "sha256": card["sha256"], "date": time.strftime("%Y-%m-%d"),
-                    "tta": args.tta}
+                    "tta": args.tta, "amp": args.amp}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if not args.skip_synthetic:
