@@ -8,7 +8,7 @@
 5. a PNG of the whole-head T1 ``chris_t1`` with the label overlay.
 
     python benchmarks/accuracy.py [--model NAME] [--templates work/templates/aseg-charm] [--json OUT] [--no-tta]
-                                  [--skip-synthetic | --skip-real] [--amp auto|off|bf16]
+                                  [--skip-synthetic | --skip-real] [--amp auto|off|bf16|fp16]
 
 The JSON holds every case; its ``"card"`` entry is the summary stored as ``evaluation`` in a model's
 ``model.json``, and the last line printed gives the four numbers the ship rule compares.
@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import SHARED, header
+from synthseg.device import AMP_MODES
 
 BRAIN = ["GM", "WM", "CSF", "CSFv", "cerGM", "Thal", "Pal", "Put", "Caud", "Accu", "Amyg", "Hippo"]
 
@@ -218,7 +219,7 @@ def main() -> None:
                         help="left/right flip test-time augmentation (default: on, like `synthseg segment`)")
     parser.add_argument("--experts", action=argparse.BooleanOptionalAction, default=True,
                         help="second pass by the model's contrast experts (default: on, like `synthseg segment`)")
-    parser.add_argument("--amp", default="auto", choices=("auto", "off", "bf16"),
+    parser.add_argument("--amp", default="auto", choices=AMP_MODES,
                         help="inference precision as in `synthseg segment` (auto: bf16 on CPUs with native bf16); "
                              "compare models at the same setting")
     args = parser.parse_args()

@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="second pass by the model's contrast expert for the scan, when it has one (default: on)")
     p.add_argument("--modality", default="auto", choices=["auto", "mr", "ct"],
                    help="intensity handling: auto recognises CT from its Hounsfield range")
+    # synthseg.device.AMP_MODES, spelled out here: importing it would load torch before --help
     p.add_argument("--amp", default="auto", choices=["auto", "off", "bf16", "fp16"],
                    help="autocast: auto = bf16 on GPUs and on CPUs with native bf16, else fp32")
     p.add_argument("--volumes", metavar="CSV", help="write structure volumes (ml) of the whole batch to CSV")

@@ -43,6 +43,9 @@ def native_bf16_cpu() -> bool:
     return ("amx_bf16" in flags or "avx512_bf16" in flags) and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
+AMP_MODES = ("auto", "off", "bf16", "fp16")  # the values of every ``amp`` setting (config, CLI, benchmarks)
+
+
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for an ``amp`` setting (auto | off | bf16 | fp16) on ``device``; None = fp32."""
     if amp == "off":

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import yaml
 
+from synthseg.device import AMP_MODES
 from synthseg.errors import SynthSegError
 from synthseg.synthesis.config import GeneratorConfig
 from synthseg.synthesis.tissues import MR_CONTRASTS
@@ -148,7 +149,7 @@ def _check(config: TrainConfig) -> None:
     for name, value in positive.items():
         if value <= 0:
             raise SynthSegError(f"config field {name} must be > 0, got {value}")
-    if loop.amp not in ("auto", "off", "bf16", "fp16"):
+    if loop.amp not in AMP_MODES:
         raise SynthSegError(f"config field loop.amp must be auto, off, bf16 or fp16, got {loop.amp!r}")
     if config.model.norm not in ("instance", "batch"):
         raise SynthSegError(f"config field model.norm must be instance or batch, got {config.model.norm!r}")
