@@ -150,7 +150,7 @@ def _check(config: TrainConfig) -> None:
         if value <= 0:
             raise SynthSegError(f"config field {name} must be > 0, got {value}")
     if loop.amp not in AMP_MODES:
-        raise SynthSegError(f"config field loop.amp must be auto, off, bf16 or fp16, got {loop.amp!r}")
+        raise SynthSegError(f"config field loop.amp must be one of {', '.join(AMP_MODES)}, got {loop.amp!r}")
     if config.model.norm not in ("instance", "batch"):
         raise SynthSegError(f"config field model.norm must be instance or batch, got {config.model.norm!r}")
     if len(config.model.strides) != len(config.model.channels) - 1:
