@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps (default: auto)")
     p.add_argument("--threads", type=int, help="CPU threads")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
-                   help="test-time augmentation: left/right flip and a second working grid shifted by half a voxel "
+                   help="test-time augmentation: left/right flip and a second working grid 10%% finer than the model's "
                         "(default: on; --no-tta: one pass per network, the fastest)")
     p.add_argument("--experts", action=argparse.BooleanOptionalAction, default=True,
                    help="second pass by the model's contrast expert for the scan, when it has one (default: on)")

@@ -119,20 +119,26 @@ def test_flip_tta_is_on_by_default_and_makes_predictions_mirror_equivariant(segm
                            atol=1e-3)
 
 
-def test_tta_adds_a_working_grid_shifted_by_half_a_voxel(tiny_model, phantom_t1):
+def test_tta_adds_a_finer_working_grid(tiny_model, phantom_t1):
     path = phantom_t1[0]
     with_tta, one_pass = Segmenter(tiny_model, device="cpu"), Segmenter(tiny_model, device="cpu", tta=False)
-    canonical = with_tta._canonical(Segmenter._as_image(path, None))
-    _, _, affine = with_tta._prepare(canonical, "mr")
-    _, _, moved = with_tta._prepare(canonical, "mr", (-0.5, -0.5, -0.5))
     spacing = float(with_tta.card["spacing_mm"])
-    np.testing.assert_allclose(moved[:3, 3] - affine[:3, 3], affine[:3, :3] @ np.full(3, -0.5))
-    np.testing.assert_allclose(np.abs(moved[:3, 3] - affine[:3, 3]), spacing / 2)
-    calls = {}
+    calls: dict[str, int] = {}
+    grids: dict[str, list[np.ndarray]] = {}
     for name, segmenter in (("tta", with_tta), ("one pass", one_pass)):
-        calls[name] = 0
+        calls[name], grids[name] = 0, []
+
+        def prepare(canonical, modality, grid_spacing, name=name):
+            work, box, affine = Segmenter._prepare(canonical, modality, grid_spacing)
+            grids[name].append(np.linalg.norm(affine[:3, :3], axis=0))
+            return work, box, affine
+
+        segmenter._prepare = prepare
         hook = segmenter.loaded.network.register_forward_hook(lambda *_: calls.__setitem__(name, calls[name] + 1))
-        segmenter.segment(path)
+        labels = segmenter.segment(path).labels
         hook.remove()
-    # two grids, each also mirrored (the phantom's shifted grid needs as many windows as the plain one)
-    assert calls["one pass"] >= 1 and calls["tta"] == 4 * calls["one pass"]
+        assert labels.shape == nib.load(str(path)).shape
+    np.testing.assert_allclose(grids["one pass"], [np.full(3, spacing)])
+    np.testing.assert_allclose(grids["tta"], [np.full(3, spacing), np.full(3, 0.9 * spacing)])
+    # two grids, each also mirrored; the finer one needs at least as many windows as the plain one
+    assert calls["one pass"] >= 1 and calls["tta"] >= 4 * calls["one pass"]
