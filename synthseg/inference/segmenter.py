@@ -151,7 +151,7 @@ class Segmenter:
             work, box, work_affine = self._prepare(self._antialiased(canonical, spacing), modality, spacing)
             timings["preprocess_s"] += time.perf_counter() - t
             t = time.perf_counter()
-            if not grids:  # the first grid chooses the network, the shifted one reuses it
+            if not grids:  # the first grid chooses the network, the finer one reuses it
                 probs, chosen, signature, network = self._infer(work, modality)
                 first_grid = probs
             else:
