@@ -4,7 +4,7 @@ inference resamples probabilities (linear, then argmax), scored with Dice agains
 
 A model far below this ceiling is limited by fitting, not by its grid. For even factors a second row
 ("+half") averages two grids, the second shifted by half a coarse voxel along each axis, as inference's
-test-time augmentation does.
+test-time augmentation did until session 24 (its second grid is now a finer one: ``benchmarks/tta_grids.py``).
 
     python benchmarks/grid_ceiling.py [--config configs/shipped-2mm.yaml] [--factors 2 3]
 """
