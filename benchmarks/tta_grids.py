@@ -6,7 +6,9 @@ A grid is a factor of the model's working spacing (1.0 = the model's own, 0.9 = 
 the network runs on the scan and its mirror, as the default TTA does; the default averages the grids of
 ``TTA_SPACING_FACTORS`` in ``synthseg/inference/segmenter.py``. Averages are taken of the 8-bit probabilities
 on the scan's grid (as ``--posteriors`` writes them), then argmax, then Dice as ``benchmarks/accuracy.py``
-scores IXI.
+scores IXI. Each grid is one ``segment`` call, so its contrast expert is chosen on that grid, where the default
+chooses on the first and reuses it (on IXI every grid picks the T1 expert, and the 1.0+0.9 average equals the
+default's score); the seconds per grid therefore include the general network's routing pass.
 
     python benchmarks/tta_grids.py --factors 1.0 0.9 0.95 --groups 1.0 1.0+0.9 1.0+0.95 [--model DIR]
 """
