@@ -216,9 +216,11 @@ def main() -> None:
     parser.add_argument("--skip-synthetic", action="store_true")
     parser.add_argument("--skip-real", action="store_true", help="synthetic held-out only (measurements 2-4 off)")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
-                        help="left/right flip test-time augmentation (default: on, like `synthseg segment`)")
+                        help="test-time augmentation: mirror and a second, finer working grid (default: on, like `synthseg segment`)")
     parser.add_argument("--experts", action=argparse.BooleanOptionalAction, default=True,
                         help="second pass by the model's contrast experts (default: on, like `synthseg segment`)")
+    parser.add_argument("--cleanup", action=argparse.BooleanOptionalAction, default=True,
+                        help="stray islands take the label around them (default: on, like `synthseg segment`)")
     parser.add_argument("--amp", default="auto", choices=AMP_MODES,
                         help="inference precision as in `synthseg segment` (auto: bf16 on CPUs with native bf16); "
                              "compare models at the same setting")
@@ -226,11 +228,12 @@ def main() -> None:
     header("accuracy")
     from synthseg.inference.segmenter import Segmenter
 
-    segmenter = Segmenter(args.model, device="cpu", tta=args.tta, experts=args.experts, amp=args.amp)
+    segmenter = Segmenter(args.model, device="cpu", tta=args.tta, experts=args.experts, amp=args.amp,
+                          cleanup=args.cleanup)
     card = segmenter.card
     print(f"model {card['name']} ({card['training']['steps']} steps, sha256 {card['sha256'][:12]}…)")
     report: dict = {"model": card["name"], "sha256": card["sha256"], "date": time.strftime("%Y-%m-%d"),
-                    "tta": args.tta, "amp": args.amp}
+                    "tta": args.tta, "amp": args.amp, "cleanup": args.cleanup}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if not args.skip_synthetic:

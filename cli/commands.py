@@ -64,7 +64,8 @@ def cmd_segment(args: Namespace) -> int:
 
     def make() -> Segmenter:
         segmenters.append(Segmenter(args.model, device=device, tta=args.tta, threads=args.threads,
-                                    modality=args.modality, amp=args.amp, experts=args.experts))
+                                    modality=args.modality, amp=args.amp, experts=args.experts,
+                                    cleanup=args.cleanup))
         return segmenters[0]
 
     report = batch.run_batch(inputs, out, make, posteriors=args.posteriors, qc=args.qc, png=args.png,

@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: on; --no-tta: one pass per network, the fastest)")
     p.add_argument("--experts", action=argparse.BooleanOptionalAction, default=True,
                    help="second pass by the model's contrast expert for the scan, when it has one (default: on)")
+    p.add_argument("--cleanup", action=argparse.BooleanOptionalAction, default=True,
+                   help="give stray islands of cortex, white matter, cerebellar cortex and deep nuclei the label "
+                        "around them (default: on; posteriors are left as the network gave them)")
     p.add_argument("--modality", default="auto", choices=["auto", "mr", "ct"],
                    help="intensity handling: auto recognises CT from its Hounsfield range")
     # synthseg.device.AMP_MODES, spelled out here: importing it would load torch before --help

@@ -4,7 +4,8 @@ Pipeline: load → canonical orientation → anti-aliased resampling to the mode
 normalisation as in training (MR percentiles / CT window) → crop to the head → sliding-window
 inference with Gaussian blending → when the model has contrast experts, a second pass by the expert the
 first pass points to (:mod:`synthseg.inference.experts`) → class probabilities resampled onto the input's
-exact grid (slab by slab) → argmax → uint8 labels with the input's header.
+exact grid (slab by slab) → argmax → stray islands reassigned (:mod:`synthseg.inference.cleanup`) → uint8
+labels with the input's header.
 
 Test-time augmentation (on by default) runs each working grid also mirrored left/right, and runs a
 second working grid 10 % finer than the model's: averaged on the input grid, the two grids sample the
@@ -26,6 +27,7 @@ import torch
 
 from synthseg.device import autocast_dtype, resolve_device
 from synthseg.errors import SynthSegError
+from synthseg.inference.cleanup import remove_islands
 from synthseg.io.geometry import (BoundingBox, argmax_to_grid, grid_for_spacing, pad_to_shape, resample_to_grid,
                                   to_canonical)
 from synthseg.io.image import Image, load_image, looks_like_label_map, save_image, validate_image, write_atomic
@@ -106,7 +108,7 @@ class Segmenter:
 
     def __init__(self, model: str | Path | None = None, device: str = "auto", tta: bool = True,
                  threads: int | None = None, modality: str = "auto", overlap: float = 0.5,
-                 amp: str = "auto", experts: bool = True) -> None:
+                 amp: str = "auto", experts: bool = True, cleanup: bool = True) -> None:
         if threads:
             torch.set_num_threads(int(threads))
         self.device = resolve_device(device)
@@ -115,11 +117,12 @@ class Segmenter:
         self.modality = modality
         self.overlap = overlap
         self.amp = amp
+        self.cleanup = cleanup
 
     @classmethod
     def from_network(cls, network: torch.nn.Module, card: dict, device: str = "cpu", **options) -> "Segmenter":
         """Wrap an in-memory network (tests, validation during training) without files; one pass per
-        window unless ``tta=True`` is given."""
+        window and no island clean-up unless ``tta=True`` / ``cleanup=True`` is given."""
         self = cls.__new__(cls)
         self.device = resolve_device(device)
         self.loaded = LoadedModel(network.to(self.device).eval(), card, None)
@@ -127,6 +130,7 @@ class Segmenter:
         self.modality = options.get("modality", "auto")
         self.overlap = options.get("overlap", 0.5)
         self.amp = options.get("amp", "auto")
+        self.cleanup = options.get("cleanup", False)
         return self
 
     @property
@@ -171,6 +175,10 @@ class Segmenter:
                 post += resample_to_grid(full, affine, image.shape, image.affine, order=1)
             post_img = _posterior_image(post / len(grids), image)
         timings["resample_s"] = time.perf_counter() - t
+        if self.cleanup:  # the posteriors stay the network's; only the labels lose their islands
+            t = time.perf_counter()
+            labels = remove_islands(labels)
+            timings["cleanup_s"] = time.perf_counter() - t
         label_img = image.with_data(labels.astype(np.uint8)).to_nifti(np.uint8)
         volumes = _volumes(labels, image.spacing)
         qc = self._qc(first_grid, volumes)
