@@ -79,7 +79,8 @@ def main() -> None:
             label = name if mode == "default" else f"{name}, {mode}"
             print(f"{label:<28} {str(shape):<16} {np.prod(shape) / 1e6:5.1f} M voxels: wall {r['wall_s']:5.1f} s "
                   f"(load model {r['model_load_s']:.1f}, preprocess {r['preprocess_s']:.1f}, network "
-                  f"{r['inference_s']:.1f}, resample back {r['resample_s']:.1f}), peak RSS {r['peak_rss_gb']:.2f} GB")
+                  f"{r['inference_s']:.1f}, resample back {r['resample_s']:.1f}, island clean-up "
+                  f"{r.get('cleanup_s', 0.0):.1f}), peak RSS {r['peak_rss_gb']:.2f} GB")
         for mode, meaning in (("retain", "with freed memory retained"), ("one-pass", "in one pass (--no-tta)")):
             if ("1mm_256cube", mode) in walls and ("1mm_256cube", "default") in walls:
                 print(f"1 mm 256³ {meaning}: wall-time ratio to the default "
