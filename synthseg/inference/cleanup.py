@@ -1,7 +1,7 @@
 """Label-map clean-up after the argmax: stray islands of a structure go to the structure around them.
 
-A voxelwise argmax leaves small detached islands (cortex in the scalp, cerebellar cortex in the tentorium,
-caudate specks in white matter). Each structure listed in :data:`ISLAND_STRUCTURES` keeps the connected
+A voxelwise argmax leaves small detached islands (specks of cortex or white matter outside the brain, of
+caudate in white matter); on real T1 scans they cost cortex, white matter and cerebellar cortex Dice. Each structure listed in :data:`ISLAND_STRUCTURES` keeps the connected
 components (26-connectivity) of at least ``min_fraction`` of its largest one; every smaller island takes the
 label most frequent among its voxels' neighbours. Left and right are one label, so both hemispheres' bodies stay.
 """
