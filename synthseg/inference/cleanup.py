@@ -1,9 +1,10 @@
 """Label-map clean-up after the argmax: stray islands of a structure go to the structure around them.
 
 A voxelwise argmax leaves small detached islands (specks of cortex or white matter outside the brain, of
-caudate in white matter); on real T1 scans they cost cortex, white matter and cerebellar cortex Dice. Each structure listed in :data:`ISLAND_STRUCTURES` keeps the connected
-components (26-connectivity) of at least ``min_fraction`` of its largest one; every smaller island takes the
-label most frequent among its voxels' neighbours. Left and right are one label, so both hemispheres' bodies stay.
+caudate in white matter); on real T1 scans they cost cortex, white matter and cerebellar cortex Dice. Each
+structure listed in :data:`ISLAND_STRUCTURES` keeps the connected components (26-connectivity) of at least
+``min_fraction`` of its largest one; every smaller island takes the label most frequent among its voxels'
+neighbours. Left and right are one label, so both hemispheres' bodies stay.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
+
+from synthseg.io.geometry import BoundingBox
 
 # Compact or sheet-like structures. Left alone: CSF (sulci and cisterns are fragmented by nature), ventricles
 # (the 4th can sit apart from the others at this resolution), dura, vessels, skull and head.
@@ -33,7 +36,7 @@ def remove_islands(labels: np.ndarray, structures: Sequence[int] = ISLAND_STRUCT
         mask = out == structure
         if not mask.any():
             continue
-        box = _bounding_box(mask, margin=1)
+        box = BoundingBox.around(mask, margin=1).slices  # the margin holds the islands' neighbours
         components, count = ndimage.label(mask[box], structure=_CONNECTIVITY)
         if count < 2:
             continue
@@ -65,12 +68,3 @@ def _neighbour_votes(labels: np.ndarray, coords: tuple[np.ndarray, ...], ids: np
         found = labels[tuple(neighbours[valid].T)]
         votes += np.bincount(ids[valid] * num_labels + found, minlength=num_ids * num_labels)
     return votes.reshape(num_ids, num_labels)
-
-
-def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
-    """Slices around the ``True`` voxels of ``mask``, widened by ``margin`` voxels inside the array."""
-    box = []
-    for axis in range(mask.ndim):
-        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        box.append(slice(max(int(hits[0]) - margin, 0), min(int(hits[-1]) + margin + 1, mask.shape[axis])))
-    return tuple(box)
