@@ -39,7 +39,7 @@ def cmd_models(args: Namespace) -> int:
 # ---------------------------------------------------------------------------- segment
 def cmd_segment(args: Namespace) -> int:
     from synthseg.inference import batch
-    from synthseg.inference.segmenter import Segmenter
+    from synthseg.inference.segmenter import Segmenter, names_label_file
 
     started = time.time()
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
@@ -53,13 +53,15 @@ def cmd_segment(args: Namespace) -> int:
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count()}"
     inputs, errors = batch.collect_inputs(args.inputs, args.recursive)
     out = Path(args.output) if args.output else None
-    if out is not None:
+    batch.check_output(out, len(inputs))
+    out_folder = None if out is None else (out.parent if names_label_file(out) else out)
+    if out_folder is not None:
         try:
-            out.mkdir(parents=True, exist_ok=True)
+            out_folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise SynthSegError(f"cannot create the output folder ({error.strerror})", out) from None
-        if not os.access(out, os.W_OK):
-            raise SynthSegError("output folder is not writable", out)
+            raise SynthSegError(f"cannot create the output folder ({error.strerror})", out_folder) from None
+        if not os.access(out_folder, os.W_OK):
+            raise SynthSegError("output folder is not writable", out_folder)
     segmenters: list[Segmenter] = []
 
     def make() -> Segmenter:
@@ -97,7 +99,7 @@ def cmd_segment(args: Namespace) -> int:
         text = batch.volumes_csv(report.rows)
         write_atomic(csv_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     options = {k: v for k, v in vars(args).items() if k != "command"}
-    prov_folder = out or (Path(inputs[0]).parent if inputs else Path("."))
+    prov_folder = out_folder or (Path(inputs[0]).parent if inputs else Path("."))
     if report.done or report.failed:
         try:
             batch.write_json(prov_folder / "synthseg_provenance.json",

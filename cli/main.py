@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("segment", help="segment head scans (files, folders, list files, DICOM folders)")
     p.add_argument("inputs", nargs="+", metavar="INPUT")
-    p.add_argument("-o", "--output", help="output folder (default: next to each input)")
+    p.add_argument("-o", "--output", help="output folder (default: next to each input), or for one input the "
+                   "label map's own .nii/.nii.gz path (other outputs beside it)")
     p.add_argument("--model", help="shipped model name or a folder with model.json (default: shipped default)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps (default: auto)")
     p.add_argument("--threads", type=int, help="CPU threads")

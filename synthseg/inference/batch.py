@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from synthseg import __version__
 from synthseg.errors import SynthSegError
 from synthseg.io.image import IMAGE_SUFFIXES, is_dicom_folder, write_atomic
 from synthseg.labels.protocol import STRUCTURES, structure_table
-from synthseg.inference.segmenter import Segmenter, output_stem
+from synthseg.inference.segmenter import Segmenter, names_label_file, output_paths, output_stem
 
 LIST_SUFFIXES = (".txt", ".csv", ".lst", ".list")
 
@@ -79,28 +79,39 @@ def _is_output(path: Path) -> bool:
     return "_dseg." in name or "_probseg." in name
 
 
-def output_folder(path: Path, out: Path | None) -> Path:
-    return out if out is not None else (path if path.is_dir() else path.parent)
+def output_targets(path: Path, out: Path | None) -> dict[str, Path]:
+    """The output files of one input: in ``out`` (a folder or the label map's own path) or next to the input."""
+    return output_paths(out if out is not None else (path if path.is_dir() else path.parent), output_stem(path))
+
+
+def check_output(out: Path | None, n_inputs: int) -> None:
+    """Refuse an output file name that cannot be honoured (several inputs, or a non-NIfTI suffix)."""
+    if out is not None and names_label_file(out) and n_inputs > 1:
+        raise SynthSegError(f"names one output file but {n_inputs} inputs were given; name a folder", out)
 
 
 def run_batch(inputs: Sequence[Path], out: Path | None, make_segmenter: Callable[[], Segmenter], *,
               posteriors: bool = False, qc: bool = False, png: bool = False, skip_existing: bool = False,
               overwrite: bool = False, progress: bool = True, rank: int = 0, world: int = 1,
               announce: Callable[[str], None] = print) -> BatchReport:
-    """Segment every input; failures are collected as one-line reasons, never raised."""
+    """Segment every input; an input's failure is collected as a one-line reason, never raised.
+
+    ``out`` is a folder, or the label map's own ``.nii``/``.nii.gz`` path when there is one input
+    (anything else raises before any work starts: :func:`check_output`).
+    """
     report = BatchReport()
+    check_output(out, len(inputs))
     mine = list(inputs)[rank::world]
-    todo: list[tuple[Path, Path]] = []
+    todo: list[tuple[Path, dict[str, Path]]] = []
     for path in mine:
-        folder = output_folder(path, out)
-        target = folder / f"{output_stem(path)}_dseg.nii.gz"
-        _remove_stale_temporaries(folder, output_stem(path))
-        if target.exists() and skip_existing:
+        targets = output_targets(path, out)
+        _remove_stale_temporaries(targets.values())
+        if targets["labels"].exists() and skip_existing:
             report.skipped.append(path)
-        elif target.exists() and not overwrite:
-            report.failed.append(f"{target}: output exists (use --overwrite or --skip-existing)")
+        elif targets["labels"].exists() and not overwrite:
+            report.failed.append(f"{targets['labels']}: output exists (use --overwrite or --skip-existing)")
         else:
-            todo.append((path, folder))
+            todo.append((path, targets))
     if not todo:
         return report
     segmenter = make_segmenter()
@@ -109,14 +120,13 @@ def run_batch(inputs: Sequence[Path], out: Path | None, make_segmenter: Callable
         from tqdm import tqdm
 
         bar = tqdm(total=len(todo), unit="scan", dynamic_ncols=True, disable=not sys.stderr.isatty())
-    for path, folder in todo:
+    for path, targets in todo:
         try:
             result = segmenter.segment(path, posteriors=posteriors)
-            stem = output_stem(path)
             if png:
-                _write_png(path, result, folder / f"{stem}_dseg.png")
-            paths = result.save(folder, stem, qc=qc)
-            _write_label_table(folder)
+                _write_png(path, result, targets["png"])
+            paths = result.save(targets["labels"], qc=qc)
+            _write_label_table(targets["labels"].parent)
             report.done.append(paths["labels"])
             report.rows.append({"input": str(path), **result.volumes})
             report.timings[str(path)] = {**result.timings, "modality": result.modality}
@@ -140,11 +150,12 @@ def run_batch(inputs: Sequence[Path], out: Path | None, make_segmenter: Callable
     return report
 
 
-def _remove_stale_temporaries(folder: Path, stem: str) -> None:
+def _remove_stale_temporaries(outputs: Iterable[Path]) -> None:
     """Temporaries of an earlier run that was killed mid-write (outputs only ever appear by rename)."""
-    if folder.is_dir():
-        for stale in folder.glob(f".{stem}_*.tmp*"):
-            stale.unlink(missing_ok=True)
+    for output in outputs:
+        if output.parent.is_dir():
+            for stale in output.parent.glob(f".{output.name}.*.tmp*"):
+                stale.unlink(missing_ok=True)
 
 
 def _write_label_table(folder: Path) -> None:

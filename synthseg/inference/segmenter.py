@@ -66,31 +66,30 @@ class SegmentationResult:
     signature: list[float | None] | None = None
     skull_stripped: bool = False  # too little skull and scalp found: extra-cerebral volumes are not meaningful
 
-    def save(self, folder: str | Path, stem: str | None = None, qc: bool = False) -> dict[str, Path]:
-        """Write ``<stem>_dseg.nii.gz`` (plus ``_probseg.nii.gz`` and ``_qc.json`` when present/asked).
+    def save(self, destination: str | Path, stem: str | None = None, qc: bool = False) -> dict[str, Path]:
+        """Write the labels (plus posteriors and ``_qc.json`` when present/asked) where :func:`output_paths` says.
 
-        The label map is written last, so its presence means the whole output is complete.
+        ``destination`` is a folder, or the label map's own ``.nii``/``.nii.gz`` path. The label map is
+        written last, so its presence means the whole output is complete.
         """
-        folder = Path(folder)
-        stem = stem or output_stem(self.source)
+        paths = output_paths(destination, stem or output_stem(self.source))
         protect = (self.source,) if self.source else ()
-        paths: dict[str, Path] = {}
+        written: dict[str, Path] = {}
+        paths["labels"].parent.mkdir(parents=True, exist_ok=True)
         if self.posteriors is not None:
-            paths["posteriors"] = folder / f"{stem}_probseg.nii.gz"
-            folder.mkdir(parents=True, exist_ok=True)
+            written["posteriors"] = paths["posteriors"]
             write_atomic(paths["posteriors"], lambda tmp: nib.save(self.posteriors, str(tmp)), suffix=".nii.gz")
         if qc:
-            paths["qc"] = folder / f"{stem}_qc.json"
-            folder.mkdir(parents=True, exist_ok=True)
+            written["qc"] = paths["qc"]
             summary = {"modality": self.modality, "expert": self.expert, "contrast_signature": self.signature,
                        "skull_stripped": self.skull_stripped,
                        "volumes_ml": self.volumes, "structures": self.qc}
             text = json.dumps(summary, indent=2) + "\n"
             write_atomic(paths["qc"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
-        paths["labels"] = folder / f"{stem}_dseg.nii.gz"
+        written["labels"] = paths["labels"]
         labels = Image(np.asanyarray(self.labels.dataobj), self.labels.affine, self.labels.header)
         save_image(labels, paths["labels"], dtype=np.uint8, protect=protect)
-        return paths
+        return written
 
 
 def output_stem(path: Path | None) -> str:
@@ -101,6 +100,32 @@ def output_stem(path: Path | None) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def names_label_file(destination: str | Path) -> bool:
+    """Whether an output destination is the label map's own file rather than a folder (MGH names refused)."""
+    name = Path(destination).name.lower()
+    if name.endswith((".mgz", ".mgh")):
+        raise SynthSegError("label maps are written as NIfTI; name a .nii/.nii.gz file or a folder", destination)
+    return name.endswith((".nii", ".nii.gz"))
+
+
+def output_paths(destination: str | Path, stem: str) -> dict[str, Path]:
+    """Where a result's files go (labels, posteriors, qc, png).
+
+    A folder gets ``<stem>_dseg.nii.gz``, ``<stem>_probseg.nii.gz``, ``<stem>_qc.json``, ``<stem>_dseg.png``.
+    A ``.nii``/``.nii.gz`` path is the label map itself; the other files go beside it, named after it
+    (``seg.nii.gz`` → ``seg_probseg.nii.gz``; a ``_dseg`` ending is dropped first, as in BIDS).
+    """
+    destination = Path(destination)
+    if names_label_file(destination):
+        folder, labels = destination.parent, destination
+        stem = output_stem(destination)
+        stem = stem[: -len("_dseg")] if stem.endswith("_dseg") else stem
+    else:
+        folder, labels = destination, destination / f"{stem}_dseg.nii.gz"
+    return {"labels": labels, "posteriors": folder / f"{stem}_probseg.nii.gz", "qc": folder / f"{stem}_qc.json",
+            "png": folder / f"{stem}_dseg.png"}
 
 
 class Segmenter:

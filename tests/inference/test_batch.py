@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 
 from synthseg.cli.main import main
@@ -51,6 +52,24 @@ def test_skip_existing_really_skips_and_existing_outputs_are_protected(tmp_path,
     assert main(args) == 1
     assert "output exists" in capsys.readouterr().err
     assert main(args + ["--overwrite"]) == 0 and output.stat().st_mtime_ns != before
+
+
+def test_output_may_name_the_label_file_of_a_single_input(tmp_path, phantom_t1, tiny_model, capsys):
+    inputs = _inputs(tmp_path, phantom_t1, n=2)
+    target = tmp_path / "results" / "sub01_dseg.nii.gz"
+    common = ["--model", str(tiny_model), "--device", "cpu", "--no-tta"]
+    assert main(["segment", str(inputs[0]), "-o", str(target), *common, "--qc", "--posteriors", "--png"]) == 0
+    assert "outputs in" in capsys.readouterr().out
+    labels = nib.load(str(target))
+    assert target.is_file() and labels.shape == nib.load(str(inputs[0])).shape
+    names = sorted(p.name for p in target.parent.iterdir())
+    assert names == ["dseg.tsv", "sub01_dseg.nii.gz", "sub01_dseg.png", "sub01_probseg.nii.gz", "sub01_qc.json",
+                     "synthseg_provenance.json"]
+    for bad, message in ([[str(p) for p in inputs], "2 inputs"], [[str(inputs[0])], "NIfTI"]):
+        out = tmp_path / ("many.nii.gz" if len(bad) == 2 else "one.mgz")
+        assert main(["segment", *bad, "-o", str(out), *common]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(out) in err and message in err and not out.exists()
 
 
 def test_list_files_folders_and_recursion(tmp_path, phantom_t1):
