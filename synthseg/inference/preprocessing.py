@@ -12,13 +12,28 @@ from synthseg.synthesis.intensity import normalize_ct, normalize_mr
 MODALITIES = ("auto", "mr", "ct")
 
 
+# A skull-stripped CT with its background set to 0: the brain's Hounsfield range (CSF 0-15, WM 20-30,
+# GM 35-45) and some values below 0 (CSF and noise). Measured (session 27): two real stripped CTs of
+# ../shared/data/dev/ct_template median 28 / 29.5 HU, 2.5 % / 1.8 % negative; stripped CT renders of the
+# held-out templates median 23-30 HU, 0.7-14 % negative; no MR scan of dev/ nor any MR render has a single
+# negative voxel (foreground medians 0.4-1 for renders, 77-674 for real scans).
+STRIPPED_CT_MEDIAN_HU = (10.0, 60.0)
+STRIPPED_CT_MIN_NEGATIVE = 0.001
+STRIPPED_CT_MIN_ZERO = 0.2
+
+
 def looks_like_ct(data: np.ndarray) -> bool:
-    """CT in HU: air near -1000 occupies a visible share of the field of view."""
+    """CT in HU: air near -1000 occupies a visible share of the field of view; or the head was masked
+    to a zero background and the rest sits in the brain's HU range with some values below 0, which
+    MR magnitude images never have."""
     sample = np.asarray(data).reshape(-1)[:: max(1, data.size // 2_000_000)]
-    if sample.min() > -500:
+    if sample.min() <= -500:
+        return bool(np.mean((sample > -1100) & (sample < -850)) > 0.05)
+    foreground = sample[sample != 0]
+    if np.mean(sample == 0) < STRIPPED_CT_MIN_ZERO or foreground.size < 1000:
         return False
-    air = np.mean((sample > -1100) & (sample < -850))
-    return bool(air > 0.05)
+    low, high = STRIPPED_CT_MEDIAN_HU
+    return bool(low <= np.median(foreground) <= high and np.mean(foreground < 0) >= STRIPPED_CT_MIN_NEGATIVE)
 
 
 def detect_modality(data: np.ndarray, requested: str = "auto") -> str:

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from synthseg.errors import SynthSegError
+from synthseg.inference.preprocessing import looks_like_ct
 from synthseg.inference.segmenter import Segmenter, looks_skull_stripped, output_paths, segment
 from tests.conftest import write_nifti
 
@@ -79,11 +80,27 @@ def test_thick_slices_and_array_api(segmenter, phantom_t1):
 
 def test_ct_is_recognised_from_hounsfield_units(segmenter, phantom_small, tmp_path):
     labels, affine = phantom_small
-    hu = np.choose(np.clip(labels, 0, 16), [-1000, 40, 30, 8, 8, 40, 35, 40, 38, 38, 38, 40, 40, 60, 70, 1200,
-                                              20]).astype(np.float32)
-    hu = (hu + np.random.default_rng(0).normal(0, 5, hu.shape)).astype(np.int16)  # CT is never noise-free
+    hu = _hounsfield(labels).astype(np.int16)
     result = segmenter.segment(write_nifti(tmp_path / "ct.nii.gz", hu, affine))
     assert result.modality == "ct"
+
+
+def _hounsfield(labels):
+    hu = np.choose(np.clip(labels, 0, 16), [-1000, 40, 30, 8, 8, 40, 35, 40, 38, 38, 38, 40, 40, 60, 70, 1200,
+                                              20]).astype(np.float32)
+    return hu + np.random.default_rng(0).normal(0, 5, hu.shape)  # CT is never noise-free
+
+
+def test_skull_stripped_ct_with_a_zero_background_is_recognised(segmenter, phantom_small, tmp_path):
+    labels, affine = phantom_small
+    stripped = np.where(np.isin(labels, range(1, 15)), _hounsfield(labels), 0).astype(np.float32)
+    assert looks_like_ct(stripped)
+    result = segmenter.segment(write_nifti(tmp_path / "stripped_ct.nii.gz", stripped, affine))
+    assert result.modality == "ct"
+    # the same values shifted to be non-negative, or scaled like an MR, no longer read as CT
+    assert not looks_like_ct(np.where(stripped != 0, np.clip(stripped, 0.5, None), 0))
+    assert not looks_like_ct(np.where(stripped != 0, stripped + 100, 0))
+    assert not looks_like_ct(_hounsfield(labels) + 1000)  # no air at -1000 and no zero background
 
 
 def test_one_shot_function_and_save(tiny_model, phantom_t1, tmp_path):
