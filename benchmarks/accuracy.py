@@ -216,7 +216,8 @@ def main() -> None:
     parser.add_argument("--skip-synthetic", action="store_true")
     parser.add_argument("--skip-real", action="store_true", help="synthetic held-out only (measurements 2-4 off)")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
-                        help="test-time augmentation: mirror and a second, finer working grid (default: on, like `synthseg segment`)")
+                        help="test-time augmentation: mirror and a second, finer working grid "
+                             "(default: on, like `synthseg segment`)")
     parser.add_argument("--experts", action=argparse.BooleanOptionalAction, default=True,
                         help="second pass by the model's contrast experts (default: on, like `synthseg segment`)")
     parser.add_argument("--cleanup", action=argparse.BooleanOptionalAction, default=True,

@@ -19,10 +19,9 @@ import numpy as np
 from _common import SHARED, header
 from accuracy import BRAIN, heldout_renders, mean, structure_dice
 
-INTRACRANIAL = range(1, 15)
-
 
 def describe(name: str, data: np.ndarray) -> None:
+    """The auto decision for one array, with the three figures it rests on."""
     from synthseg.inference.preprocessing import looks_like_ct
 
     foreground = data[data != 0]
@@ -36,7 +35,7 @@ def main() -> None:
     parser.add_argument("--templates", default="work/templates/aseg-charm")
     args = parser.parse_args()
     header("skull-stripped CT under --modality auto")
-    from synthseg.inference.segmenter import Segmenter
+    from synthseg.inference.segmenter import INTRACRANIAL, Segmenter
     from synthseg.io.image import Image, load_image
 
     print("1. auto decision")
