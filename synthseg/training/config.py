@@ -63,7 +63,7 @@ class LoopConfig:
     log_every: int = 10
     val_every: int = 250
     val_samples: int = 6
-    png_every: int = 500
+    png_every: int = 500  # 0 = no PNG
     checkpoint_every_steps: int = 250
     checkpoint_every_minutes: float = 5.0
     keep_last: int = 3
@@ -74,7 +74,7 @@ class ValidationConfig:
     real_images: str = ""  # optional folder of real images ...
     real_labels: str = ""  # ... and their reference label maps (matched by sorted order)
     real_mapping: str = "aseg"  # aseg | muse | siam | FILE
-    real_every: int = 1000
+    real_every: int = 1000  # 0 = no real-image validation
     real_max_cases: int = 4
 
 
@@ -149,6 +149,9 @@ def _check(config: TrainConfig) -> None:
     for name, value in positive.items():
         if value <= 0:
             raise SynthSegError(f"config field {name} must be > 0, got {value}")
+    for name, value in {"loop.png_every": loop.png_every, "validation.real_every": config.validation.real_every}.items():
+        if value < 0:
+            raise SynthSegError(f"config field {name} must be >= 0 (0 = off), got {value}")
     if loop.amp not in AMP_MODES:
         raise SynthSegError(f"config field loop.amp must be one of {', '.join(AMP_MODES)}, got {loop.amp!r}")
     if config.model.norm not in ("instance", "batch"):

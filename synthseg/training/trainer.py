@@ -369,7 +369,8 @@ class Trainer:
                     self.log(f"step {self.step}: val Dice mean {metrics['val_dice_mean']:.3f} "
                              f"brain {metrics['val_dice_brain']:.3f} {metrics['val_dice']}")
                 v = self.config.validation
-                if self.rank == 0 and v.real_images and v.real_labels and self.step % v.real_every == 0:
+                if (self.rank == 0 and v.real_every and v.real_images and v.real_labels
+                        and self.step % v.real_every == 0):
                     real = self.validate_real()
                     metrics.update(real)
                     row["real_dice_mean"] = real["real_dice_mean"]

@@ -35,6 +35,7 @@ def test_overrides_and_types(tmp_path):
     ("optim.lr=fast", "optim.lr: expected a number"),
     ("loop.steps=1.5", "loop.steps: expected an integer"),
     ("loop.steps=0", "loop.steps must be > 0"),
+    ("validation.real_every=-1", "validation.real_every must be >= 0"),
     ("generator.scaling=-0.1", "generator.scaling"),
     ("generator.patch_size=[30,32,32]", "divisible by 16"),
     ("model.norm=group", "model.norm"),

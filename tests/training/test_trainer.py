@@ -42,6 +42,13 @@ def test_twenty_steps_lower_the_loss(tmp_path):
     assert (tmp_path / "tensorboard").is_dir()
 
 
+def test_real_validation_every_zero_is_off(tmp_path):
+    config = _config("loop.steps=2", "loop.val_every=2", "validation.real_images=none",
+                     "validation.real_labels=none", "validation.real_every=0")
+    result = Trainer(config, tmp_path, progress=False).run()
+    assert result["step"] == 2 and "real_dice_mean" not in result
+
+
 def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     full, part = tmp_path / "full", tmp_path / "part"
     Trainer(_config("loop.steps=11", "loop.val_every=100"), full, progress=False).run()
