@@ -24,15 +24,16 @@ def cmd_labels(args: Namespace) -> int:
 
 
 def cmd_models(args: Namespace) -> int:
-    from synthseg.inference.model import DEFAULT_MODEL, list_models
+    from synthseg.inference.catalog import DEFAULT_MODEL, list_models
 
     models = list_models()
     if not models:
         print("no shipped models")
     for m in models:
         mark = " (default)" if m["name"] == DEFAULT_MODEL else ""
-        print(f"{m['name']}{mark}: {m['spacing_mm']} mm, {m['steps']} training steps, sha256 {m['sha256'][:12]}… "
-              f"[{m['path']}]")
+        experts = f", experts {'/'.join(m['experts'])}" if m["experts"] else ""
+        print(f"{m['name']}{mark}: {m['spacing_mm']} mm, {m['steps']:,} training steps{experts}, "
+              f"sha256 {m['sha256'][:12]}… [{m['path']}]")
     return 0
 
 

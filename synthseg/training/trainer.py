@@ -112,6 +112,7 @@ class Trainer:
             self.optimizer, lambda s: lr_factor(s, o.warmup_steps, o.total_steps, o.min_lr_ratio))
         self.amp_dtype = autocast_dtype(loop.amp, self.device)
         self.step = 0
+        self.steps_before = 0  # steps the initial weights had seen (their card's total), so exports count all
         self.best = -1.0
         self.history: list[dict] = []
         self.stop_signal: int | None = None
@@ -141,8 +142,8 @@ class Trainer:
     def _state(self) -> dict:
         return {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "step": self.step, "best": self.best,
-            "generator_rng": self.generator.rng.get_state(), "torch_rng": torch.get_rng_state(),
+            "scheduler": self.scheduler.state_dict(), "step": self.step, "steps_before": self.steps_before,
+            "best": self.best, "generator_rng": self.generator.rng.get_state(), "torch_rng": torch.get_rng_state(),
             "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
             "config": self.config.to_dict(), "templates": self.template_names, "holdout": self.holdout_names,
             "history": self.history[-200:],
@@ -162,18 +163,20 @@ class Trainer:
         except (OSError, RuntimeError, KeyError) as error:
             raise SynthSegError(f"cannot use as initial weights ({error})", weights) from None
         self.log(f"initialised from {weights}")
-        self._warn_if_same_draws(weights.parent / CARD)
-
-    def _warn_if_same_draws(self, card_path: Path) -> None:
-        """Fine-tuning with the seed the weights were trained with replays their training draws.
-
-        The generator's stream depends only on ``loop.seed``, so such a run sees the same samples again
-        instead of new ones."""
+        card_path = weights.parent / CARD
         try:
             training = json.loads(card_path.read_text(encoding="utf-8"))["training"]
             seed, steps = training["config"]["loop"]["seed"], training["steps"]
         except (OSError, ValueError, KeyError, TypeError):
-            return
+            return  # bare weights: nothing known about how they were trained
+        self.steps_before = int(training.get("total_steps", steps))
+        self._warn_if_same_draws(card_path, seed, steps)
+
+    def _warn_if_same_draws(self, card_path: Path, seed: int, steps: int) -> None:
+        """Fine-tuning with the seed the weights were trained with replays their training draws.
+
+        The generator's stream depends only on ``loop.seed``, so such a run sees the same samples again
+        instead of new ones."""
         if seed == self.config.loop.seed:
             self.log(f"warning: {card_path.parent} was trained with loop.seed {seed}: this run replays its "
                      f"first {min(steps, self.config.loop.steps)} training draws; set loop.seed to another "
@@ -207,6 +210,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.best = int(state["step"]), float(state["best"])
+        self.steps_before = int(state.get("steps_before", 0))
         self.generator.rng.set_state(state["generator_rng"])
         torch.set_rng_state(state["torch_rng"])
         np.random.set_state(state["numpy_rng"])

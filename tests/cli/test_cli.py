@@ -11,12 +11,13 @@ from synthseg.cli.main import main
 from tests.conftest import write_nifti
 
 
-def test_help_version_and_labels_do_not_import_torch():
-    code = ("import sys; from synthseg.cli.main import main; main(['labels', '--format', 'tsv']);"
+def test_help_version_labels_and_models_do_not_import_torch():
+    code = ("import sys; from synthseg.cli.main import main; main(['labels', '--format', 'tsv']); main(['models']);"
             "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, 'heavy import at parse time'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("index\tname")
+    assert "synthseg-2mm (default): 2.0 mm, 15,200 training steps, experts " in proc.stdout
     exe = shutil.which("synthseg")
     out = subprocess.run([exe, "--version"], capture_output=True, encoding="utf-8")
     assert out.stdout.strip() == f"synthseg {__version__}"

@@ -70,7 +70,8 @@ def test_export_writes_weights_and_card(tmp_path):
     card = json.loads(card_path.read_text(encoding="utf-8"))
     assert card["sha256"] == sha256(tmp_path / "model" / "model.pt")
     assert card["spacing_mm"] == 4.0 and card["patch_size"] == [32, 32, 32] and len(card["labels"]) == 17
-    assert card["training"]["steps"] == 2 and card["holdout_templates"] == ["phantom-2"]
+    assert card["training"]["steps"] == card["training"]["total_steps"] == 2
+    assert card["holdout_templates"] == ["phantom-2"]
     weights = torch.load(tmp_path / "model" / "model.pt", weights_only=True)
     assert all(v.dtype == torch.float16 for v in weights.values() if v.is_floating_point())
     again = export_model(list_checkpoints(tmp_path / "checkpoints")[-1], tmp_path / "again")
@@ -88,8 +89,13 @@ def test_warm_start_from_exported_weights(tmp_path, capsys):
     assert warm.step == 0
     assert "replays its first 2 training draws" in capsys.readouterr().err  # same seed as the weights
     Trainer(_config("loop.steps=2", "loop.seed=1", f"model.init_weights={tmp_path / 'model'}"), tmp_path / "c",
-            progress=False)
+            progress=False).run()
     assert "replays" not in capsys.readouterr().err
+    Trainer(_config("loop.steps=3", "loop.seed=1", f"model.init_weights={tmp_path / 'model'}"), tmp_path / "c",
+            resume=True, progress=False).run()  # the count of the initial weights survives a resume
+    card = json.loads(export_model(list_checkpoints(tmp_path / "c" / "checkpoints")[-1], tmp_path / "c" / "model")
+                      .read_text(encoding="utf-8"))
+    assert card["training"]["steps"] == 3 and card["training"]["total_steps"] == 2 + 3
 
 
 def test_soft_cross_entropy_known_values():
