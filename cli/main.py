@@ -14,6 +14,19 @@ from synthseg.synthesis.tissues import CONTRASTS
 HEAVY_COMMANDS = ("segment", "train", "demo", "generate")
 
 
+def whole_number(minimum: int):
+    """An argparse type: an integer of at least ``minimum``, refused with a one-line usage error otherwise."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="synthseg", description="Contrast-agnostic whole-head segmentation into 16 structures "
@@ -27,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "label map's own .nii/.nii.gz path (other outputs beside it)")
     p.add_argument("--model", help="shipped model name or a folder with model.json (default: shipped default)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps (default: auto)")
-    p.add_argument("--threads", type=int, help="CPU threads")
+    p.add_argument("--threads", type=whole_number(0), help="CPU threads (default or 0: torch's default)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
                    help="test-time augmentation: left/right flip and a second working grid 10%% finer than the model's "
                         "(default: on; --no-tta: one pass per network, the fastest)")
@@ -81,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="write synthetic image/label pairs and a PNG montage")
     p.add_argument("--templates", required=True, help="template folder, or 'phantom'")
-    p.add_argument("-n", type=int, default=8, help="number of samples")
+    p.add_argument("-n", type=whole_number(1), default=8, help="number of samples")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--mode", default="mixed", choices=["mixed", "mr", "ct", "t1", "t2", "flair", "pd"])
     p.add_argument("--seed", type=int, default=0)

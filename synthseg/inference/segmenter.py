@@ -25,7 +25,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from synthseg.device import autocast_dtype, resolve_device
+from synthseg.device import AMP_MODES, autocast_dtype, resolve_device
 from synthseg.errors import SynthSegError
 from synthseg.inference.cleanup import remove_islands
 from synthseg.io.geometry import (BoundingBox, argmax_to_grid, grid_for_spacing, pad_to_shape, resample_to_grid,
@@ -33,7 +33,7 @@ from synthseg.io.geometry import (BoundingBox, argmax_to_grid, grid_for_spacing,
 from synthseg.io.image import Image, load_image, looks_like_label_map, save_image, validate_image, write_atomic
 from synthseg.inference.experts import choose_expert, contrast_signature, signature_as_list
 from synthseg.inference.model import LoadedModel, load_model
-from synthseg.inference.preprocessing import detect_modality, head_box_mask, normalize
+from synthseg.inference.preprocessing import MODALITIES, detect_modality, head_box_mask, normalize
 from synthseg.labels.protocol import NUM_CLASSES, STRUCTURES
 from synthseg.synthesis.acquisition import blur
 
@@ -128,12 +128,26 @@ def output_paths(destination: str | Path, stem: str) -> dict[str, Path]:
             "png": folder / f"{stem}_dseg.png"}
 
 
+def check_options(threads: int | None = None, modality: str = "auto", overlap: float = 0.5,
+                  amp: str = "auto") -> None:
+    """Refuse bad segmentation options up front, before a model loads or a batch starts."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
+        raise SynthSegError(f"threads must be a whole number >= 0 (0 or None: torch's default), got {threads!r}")
+    if modality not in MODALITIES:
+        raise SynthSegError(f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
+    if not 0 <= overlap < 1:
+        raise SynthSegError(f"overlap must be in [0, 1), got {overlap!r}")
+    if amp not in AMP_MODES:
+        raise SynthSegError(f"amp must be one of {', '.join(AMP_MODES)}, got {amp!r}")
+
+
 class Segmenter:
     """Load a model once and segment scans of any contrast, orientation and resolution."""
 
     def __init__(self, model: str | Path | None = None, device: str = "auto", tta: bool = True,
                  threads: int | None = None, modality: str = "auto", overlap: float = 0.5,
                  amp: str = "auto", experts: bool = True, cleanup: bool = True) -> None:
+        check_options(threads=threads, modality=modality, overlap=overlap, amp=amp)
         if threads:
             torch.set_num_threads(int(threads))
         self.device = resolve_device(device)
@@ -148,6 +162,7 @@ class Segmenter:
     def from_network(cls, network: torch.nn.Module, card: dict, device: str = "cpu", **options) -> "Segmenter":
         """Wrap an in-memory network (tests, validation during training) without files; one pass per
         window and no island clean-up unless ``tta=True`` / ``cleanup=True`` is given."""
+        check_options(**{k: v for k, v in options.items() if k in ("modality", "overlap", "amp")})
         self = cls.__new__(cls)
         self.device = resolve_device(device)
         self.loaded = LoadedModel(network.to(self.device).eval(), card, None)

@@ -5,6 +5,7 @@ import sys
 
 import nibabel as nib
 import numpy as np
+import pytest
 
 from synthseg import __version__
 from synthseg.cli.main import main
@@ -79,3 +80,15 @@ def test_errors_are_one_line_with_non_zero_exit(tmp_path, capsys):
     assert err.count("\n") == 0 and "nowhere" in err
     assert main(["train", "-o", str(tmp_path / "run"), "--set", "optim.lrr=1"]) == 1
     assert "optim.lrr" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["generate", "--templates", "phantom", "-n", "0", "-o", "OUT"], "argument -n: must be >= 1, got 0"),
+    (["segment", "scan.nii.gz", "--threads", "-1", "-o", "OUT"], "argument --threads: must be >= 0, got -1"),
+    (["segment", "scan.nii.gz", "--threads", "two", "-o", "OUT"], "expected a whole number, got 'two'"),
+])
+def test_bad_numbers_are_usage_errors_before_any_work(tmp_path, capsys, argv, message):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(out) if a == "OUT" else a for a in argv])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err and not out.exists()

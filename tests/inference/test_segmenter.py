@@ -136,6 +136,18 @@ def test_unknown_model_and_device(tiny_model):
         Segmenter(tiny_model, device="tpu")
 
 
+@pytest.mark.parametrize("option, message", [
+    ({"threads": -2}, "threads must be a whole number >= 0"),
+    ({"threads": 1.5}, "threads must be a whole number >= 0"),
+    ({"modality": "pet"}, "modality must be one of auto, mr, ct, got 'pet'"),
+    ({"overlap": 1.0}, r"overlap must be in \[0, 1\), got 1.0"),
+    ({"amp": "fp8"}, "amp must be one of auto, off, bf16, fp16, got 'fp8'"),
+])
+def test_bad_options_are_refused_before_the_model_loads(option, message):
+    with pytest.raises(SynthSegError, match=message):
+        Segmenter("no-such-model", **option)  # the option is named, not the missing model
+
+
 def test_flip_tta_is_on_by_default_and_makes_predictions_mirror_equivariant(segmenter, tiny_model):
     assert segmenter.tta and not Segmenter(tiny_model, device="cpu", tta=False).tta
     rng = np.random.default_rng(0)
