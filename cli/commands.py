@@ -100,8 +100,8 @@ def cmd_segment(args: Namespace) -> int:
         text = batch.volumes_csv(report.rows)
         write_atomic(csv_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     options = {k: v for k, v in vars(args).items() if k != "command"}
-    prov_folder = out_folder or (Path(inputs[0]).parent if inputs else Path("."))
-    if report.done or report.failed:
+    prov_folder = out_folder or (Path(inputs[0]).parent if inputs else None)  # no input found: nowhere to write
+    if prov_folder is not None and (report.done or report.failed):
         try:
             batch.write_json(prov_folder / "synthseg_provenance.json",
                              batch.provenance(options, card, used_device, report, started))

@@ -41,6 +41,13 @@ def test_batch_with_a_corrupt_file_finishes_the_others(tmp_path, phantom_t1, tin
     assert (out / "dseg.tsv").exists() and (out / "synthseg_provenance.json").exists()
 
 
+def test_missing_inputs_leave_nothing_behind(tmp_path, tiny_model, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = main(["segment", "missing.nii.gz", "--model", str(tiny_model), "--device", "cpu"])
+    assert code == 1 and "missing.nii.gz: no such file" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # no provenance in the working folder
+
+
 def test_skip_existing_really_skips_and_existing_outputs_are_protected(tmp_path, phantom_t1, tiny_model, capsys):
     inputs = _inputs(tmp_path, phantom_t1, n=2)
     args = ["segment", *map(str, inputs), "--model", str(tiny_model), "--device", "cpu"]
