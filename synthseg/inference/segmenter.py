@@ -16,6 +16,7 @@ grid loses (thin cortex, CSF).
 from __future__ import annotations
 
 import json
+import numbers
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,7 +132,7 @@ def output_paths(destination: str | Path, stem: str) -> dict[str, Path]:
 def check_options(threads: int | None = None, modality: str = "auto", overlap: float = 0.5,
                   amp: str = "auto") -> None:
     """Refuse bad segmentation options up front, before a model loads or a batch starts."""
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 0):
         raise SynthSegError(f"threads must be a whole number >= 0 (0 or None: torch's default), got {threads!r}")
     if modality not in MODALITIES:
         raise SynthSegError(f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
