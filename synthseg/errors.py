@@ -15,3 +15,9 @@ class SynthSegError(Exception):
         self.problem = " ".join(str(problem).split())
         self.source = None if source is None else str(source)
         super().__init__(self.problem if self.source is None else f"{self.source}: {self.problem}")
+
+
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    """Refuse a setting outside its fixed set of values, naming the setting and the values allowed."""
+    if value not in choices:
+        raise SynthSegError(f"{name} must be one of {', '.join(choices)}, got {value!r}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from synthseg.errors import SynthSegError
+from synthseg.errors import check_choice
 from synthseg.synthesis.intensity import normalize_ct, normalize_mr
 
 MODALITIES = ("auto", "mr", "ct")
@@ -37,8 +37,7 @@ def looks_like_ct(data: np.ndarray) -> bool:
 
 
 def detect_modality(data: np.ndarray, requested: str = "auto") -> str:
-    if requested not in MODALITIES:
-        raise SynthSegError(f"modality must be one of {', '.join(MODALITIES)}, got {requested!r}")
+    check_choice("modality", requested, MODALITIES)
     if requested != "auto":
         return requested
     return "ct" if looks_like_ct(data) else "mr"

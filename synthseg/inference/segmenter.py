@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from synthseg.device import AMP_MODES, autocast_dtype, resolve_device
-from synthseg.errors import SynthSegError
+from synthseg.errors import SynthSegError, check_choice
 from synthseg.inference.cleanup import remove_islands
 from synthseg.io.geometry import (BoundingBox, argmax_to_grid, grid_for_spacing, pad_to_shape, resample_to_grid,
                                   to_canonical)
@@ -134,12 +134,10 @@ def check_options(threads: int | None = None, modality: str = "auto", overlap: f
     """Refuse bad segmentation options up front, before a model loads or a batch starts."""
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 0):
         raise SynthSegError(f"threads must be a whole number >= 0 (0 or None: torch's default), got {threads!r}")
-    if modality not in MODALITIES:
-        raise SynthSegError(f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
+    check_choice("modality", modality, MODALITIES)
     if not 0 <= overlap < 1:
         raise SynthSegError(f"overlap must be in [0, 1), got {overlap!r}")
-    if amp not in AMP_MODES:
-        raise SynthSegError(f"amp must be one of {', '.join(AMP_MODES)}, got {amp!r}")
+    check_choice("amp", amp, AMP_MODES)
 
 
 class Segmenter:

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import yaml
 
 from synthseg.device import AMP_MODES
-from synthseg.errors import SynthSegError
+from synthseg.errors import SynthSegError, check_choice
 from synthseg.synthesis.config import GeneratorConfig
 from synthseg.synthesis.tissues import MR_CONTRASTS
 
@@ -152,8 +152,7 @@ def _check(config: TrainConfig) -> None:
     for name, value in {"loop.png_every": loop.png_every, "validation.real_every": config.validation.real_every}.items():
         if value < 0:
             raise SynthSegError(f"config field {name} must be >= 0 (0 = off), got {value}")
-    if loop.amp not in AMP_MODES:
-        raise SynthSegError(f"config field loop.amp must be one of {', '.join(AMP_MODES)}, got {loop.amp!r}")
+    check_choice("config field loop.amp", loop.amp, AMP_MODES)
     if config.model.norm not in ("instance", "batch"):
         raise SynthSegError(f"config field model.norm must be instance or batch, got {config.model.norm!r}")
     if len(config.model.strides) != len(config.model.channels) - 1:
@@ -163,9 +162,7 @@ def _check(config: TrainConfig) -> None:
         raise SynthSegError(f"config field distill.weight must be >= 0, got {distill.weight}")
     if distill.weight > 0 and not distill.teacher:
         raise SynthSegError("config field distill.teacher is empty but distill.weight > 0")
-    if distill.contrast not in MR_CONTRASTS:
-        raise SynthSegError(f"config field distill.contrast must be one of {', '.join(MR_CONTRASTS)}, "
-                            f"got {distill.contrast!r}")
+    check_choice("config field distill.contrast", distill.contrast, MR_CONTRASTS)
     factor = 1
     for s in config.model.strides:
         factor *= s

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from synthseg import __version__
-from synthseg.errors import SynthSegError
+from synthseg.errors import SynthSegError, check_choice
 from synthseg.io.image import write_atomic
 from synthseg.labels.protocol import STRUCTURES
 from synthseg.synthesis.intensity import CT_INFERENCE_WINDOW, MR_PERCENTILES
@@ -103,8 +103,7 @@ def add_expert(checkpoint: str | Path, model_dir: str | Path, contrast: str, *, 
     (``model_dir/experts/<contrast>``), with the contrast signature that routes scans to it, and list it
     in ``model_dir``'s card (replacing an earlier expert for the same contrast)."""
     model_dir = Path(model_dir)
-    if contrast not in CONTRASTS:
-        raise SynthSegError(f"expert contrast must be one of {', '.join(CONTRASTS)}, got {contrast!r}")
+    check_choice("expert contrast", contrast, CONTRASTS)
     card_path = model_dir / CARD
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
