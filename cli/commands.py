@@ -285,7 +285,8 @@ def cmd_export(args: Namespace) -> int:
         return 0
     evaluation = json.loads(Path(args.evaluation).read_text(encoding="utf-8")) if args.evaluation else None
     card = export_model(args.checkpoint, args.output, fp16=not args.fp32, evaluation=evaluation, notes=args.notes)
-    print(f"exported {card}")
+    experts = [e["contrast"] for e in json.loads(card.read_text(encoding="utf-8")).get("experts", [])]
+    print(f"exported {card}" + (f" (experts kept: {', '.join(experts)})" if experts else ""))
     return 0
 
 

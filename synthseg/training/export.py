@@ -45,18 +45,17 @@ def volume_ranges(template_folder: str, names: list[str]) -> dict[str, list[floa
 
 def export_model(checkpoint: str | Path, out_dir: str | Path, *, fp16: bool = True, name: str | None = None,
                  evaluation: dict | None = None, notes: str = "") -> Path:
-    """Write ``model.pt`` (state dict, fp16 by default) and ``model.json`` into ``out_dir``."""
+    """Write ``model.pt`` (state dict, fp16 by default) and ``model.json`` into ``out_dir``.
+
+    Exporting into a model folder that lists contrast experts keeps them listed: they were fine-tuned
+    from an earlier network of the same shape and still route and segment as before. A network of
+    another shape cannot use them, so that export is refused before anything is written."""
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         config = state["config"]
     except Exception as error:
         raise SynthSegError(f"not a synthseg training checkpoint ({error})", checkpoint) from None
-    weights = {k: (v.half() if fp16 and v.is_floating_point() else v) for k, v in state["model"].items()}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()  # serialised in memory: torch names the archive after the file, a random temp name
-    torch.save(weights, buffer)
-    write_atomic(out_dir / WEIGHTS, lambda tmp: tmp.write_bytes(buffer.getvalue()))
     generator = config["generator"]
     history = state.get("history", [])
     card = {
@@ -78,9 +77,31 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, fp16: bool = Tr
         "notes": notes,
         "weights": WEIGHTS,
         "weights_dtype": "float16" if fp16 else "float32",
-        "sha256": sha256(out_dir / WEIGHTS),
     }
+    experts = _experts_kept(out_dir, card)
+    weights = {k: (v.half() if fp16 and v.is_floating_point() else v) for k, v in state["model"].items()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()  # serialised in memory: torch names the archive after the file, a random temp name
+    torch.save(weights, buffer)
+    write_atomic(out_dir / WEIGHTS, lambda tmp: tmp.write_bytes(buffer.getvalue()))
+    card["sha256"] = sha256(out_dir / WEIGHTS)
+    if experts:
+        card["experts"] = experts
     return _write_card(out_dir / CARD, card)
+
+
+def _experts_kept(out_dir: Path, card: dict) -> list[dict]:
+    """The experts listed by the card already in ``out_dir``, if the new network can carry them."""
+    try:
+        previous = json.loads((out_dir / CARD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    experts = previous.get("experts", []) if isinstance(previous, dict) else []
+    as_written = json.loads(json.dumps(card, default=_plain))  # tuples become lists, as in the file
+    if experts and _architecture(previous) != _architecture(as_written):
+        raise SynthSegError(f"holds {len(experts)} contrast expert(s) of a network with another shape, working "
+                            "spacing or patch than this checkpoint's; export into a new folder", out_dir)
+    return experts
 
 
 def _write_card(path: Path, card: dict) -> Path:

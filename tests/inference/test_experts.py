@@ -7,7 +7,7 @@ import pytest
 from synthseg.errors import SynthSegError
 from synthseg.inference.experts import SIGNATURE_IDS, Expert, choose_expert, contrast_signature
 from synthseg.inference.segmenter import Segmenter
-from synthseg.training.export import add_expert
+from synthseg.training.export import add_expert, export_model
 
 T1 = [0.5, 0.77, 0.13, 0.14, 0.5, 0.67, 0.71, 0.58, 0.58, 0.5]  # clean 2 mm T1 renders, GM ... hippocampus
 T2 = [0.49, 0.36, 1.0, 0.98, 0.49, 0.38, 0.26, 0.4, 0.4, 0.49]
@@ -65,6 +65,25 @@ def test_added_experts_are_listed_loaded_and_route_a_t1_scan(tiny_model, tiny_ch
     general = Segmenter(model, device="cpu", tta=False, experts=False).segment(phantom_t1[0])
     assert general.expert is None and general.signature is None
     assert not Segmenter(model, device="cpu", experts=False).loaded.experts
+
+
+def test_exporting_a_new_network_into_a_model_folder_keeps_its_experts(tiny_model, tiny_checkpoint, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    add_expert(tiny_checkpoint, model, "t1", fp16=False)
+    experts = json.loads((model / "model.json").read_text())["experts"]
+    export_model(tiny_checkpoint, model)  # the general network replaced, fp16 this time
+    card = json.loads((model / "model.json").read_text())
+    assert card["experts"] == experts and card["weights_dtype"] == "float16"
+    assert [e.contrast for e in Segmenter(model, device="cpu").loaded.experts] == ["t1"]
+
+    card["network"]["channels"] = [8, 16, 32]  # experts of another network: refused, nothing written
+    (model / "model.json").write_text(json.dumps(card))
+    weights = (model / "model.pt").read_bytes()
+    with pytest.raises(SynthSegError, match="1 contrast expert.*another shape"):
+        export_model(tiny_checkpoint, model, fp16=False)
+    assert (model / "model.pt").read_bytes() == weights
+    assert json.loads((model / "model.json").read_text()) == card
 
 
 def test_a_card_expert_entry_without_its_folder_is_a_one_line_error(tiny_model, tmp_path):
