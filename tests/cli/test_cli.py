@@ -9,6 +9,7 @@ import pytest
 
 from synthseg import __version__
 from synthseg.cli.main import main
+from synthseg.inference.catalog import DEFAULT_MODEL, shipped_models_dir
 from tests.conftest import write_nifti
 
 
@@ -18,7 +19,9 @@ def test_help_version_labels_and_models_do_not_import_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("index\tname")
-    assert "synthseg-2mm (default): 2.0 mm, 15,200 training steps, experts " in proc.stdout
+    card = json.loads((shipped_models_dir() / DEFAULT_MODEL / "model.json").read_text())
+    steps = card["training"]["total_steps"]
+    assert f"{DEFAULT_MODEL} (default): 2.0 mm, {steps:,} training steps, experts " in proc.stdout
     exe = shutil.which("synthseg")
     out = subprocess.run([exe, "--version"], capture_output=True, encoding="utf-8")
     assert out.stdout.strip() == f"synthseg {__version__}"
