@@ -281,12 +281,10 @@ def cmd_export(args: Namespace) -> int:
     from synthseg.training.export import add_expert, export_model
 
     if args.expert:
-        card = add_expert(args.checkpoint, args.output, args.expert, fp16=not args.fp32, average=not args.raw)
-        print(f"added expert: {card}")
+        print(f"added expert: {add_expert(args.checkpoint, args.output, args.expert, fp16=not args.fp32)}")
         return 0
     evaluation = json.loads(Path(args.evaluation).read_text(encoding="utf-8")) if args.evaluation else None
-    card = export_model(args.checkpoint, args.output, fp16=not args.fp32, evaluation=evaluation, notes=args.notes,
-                        average=not args.raw)
+    card = export_model(args.checkpoint, args.output, fp16=not args.fp32, evaluation=evaluation, notes=args.notes)
     experts = [e["contrast"] for e in json.loads(card.read_text(encoding="utf-8")).get("experts", [])]
     print(f"exported {card}" + (f" (experts kept: {', '.join(experts)})" if experts else ""))
     return 0

@@ -115,8 +115,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("-o", "--output", required=True, help="model folder, e.g. models/NAME")
     p.add_argument("--fp32", action="store_true", help="keep float32 weights (default: float16)")
-    p.add_argument("--raw", action="store_true",
-                   help="a run trained with optim.ema_decay: export its last step's weights, not their average")
     p.add_argument("--evaluation", help="JSON file of evaluation results to embed in the card")
     p.add_argument("--notes", default="", help="free text for the model card")
     p.add_argument("--expert", choices=CONTRASTS,

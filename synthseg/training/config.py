@@ -50,7 +50,6 @@ class OptimConfig:
     grad_clip: float = 1.0
     dice_weight: float = 1.0
     ce_weight: float = 1.0
-    ema_decay: float = 0.0  # exponential moving average of the weights, validated and exported (0 = off)
 
 
 @dataclass
@@ -154,8 +153,6 @@ def _check(config: TrainConfig) -> None:
         if value < 0:
             raise SynthSegError(f"config field {name} must be >= 0 (0 = off), got {value}")
     check_choice("config field loop.amp", loop.amp, AMP_MODES)
-    if not 0.0 <= optim.ema_decay < 1.0:
-        raise SynthSegError(f"config field optim.ema_decay must be in [0, 1) (0 = off), got {optim.ema_decay}")
     if config.model.norm not in ("instance", "batch"):
         raise SynthSegError(f"config field model.norm must be instance or batch, got {config.model.norm!r}")
     if len(config.model.strides) != len(config.model.channels) - 1:

@@ -44,11 +44,8 @@ def volume_ranges(template_folder: str, names: list[str]) -> dict[str, list[floa
 
 
 def export_model(checkpoint: str | Path, out_dir: str | Path, *, fp16: bool = True, name: str | None = None,
-                 evaluation: dict | None = None, notes: str = "", average: bool = True) -> Path:
+                 evaluation: dict | None = None, notes: str = "") -> Path:
     """Write ``model.pt`` (state dict, fp16 by default) and ``model.json`` into ``out_dir``.
-
-    A run trained with ``optim.ema_decay`` exports its weight average (``average=False``: the weights of
-    the checkpoint's last step).
 
     Exporting into a model folder that lists contrast experts keeps them listed: they were fine-tuned
     from an earlier network of the same shape and still route and segment as before. A network of
@@ -60,7 +57,6 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, fp16: bool = Tr
     except Exception as error:
         raise SynthSegError(f"not a synthseg training checkpoint ({error})", checkpoint) from None
     generator = config["generator"]
-    averaged = average and "ema" in state
     history = state.get("history", [])
     card = {
         "name": name or out_dir.name,
@@ -81,11 +77,9 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, fp16: bool = Tr
         "notes": notes,
         "weights": WEIGHTS,
         "weights_dtype": "float16" if fp16 else "float32",
-        "weights_averaged": averaged,
     }
     experts = _experts_kept(out_dir, card)
-    chosen = state["ema"] if averaged else state["model"]
-    weights = {k: (v.half() if fp16 and v.is_floating_point() else v) for k, v in chosen.items()}
+    weights = {k: (v.half() if fp16 and v.is_floating_point() else v) for k, v in state["model"].items()}
     out_dir.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()  # serialised in memory: torch names the archive after the file, a random temp name
     torch.save(weights, buffer)
@@ -125,8 +119,7 @@ def _plain(value):
 ARCHITECTURE = ("architecture", "channels", "strides", "num_res_units", "norm")
 
 
-def add_expert(checkpoint: str | Path, model_dir: str | Path, contrast: str, *, fp16: bool = True,
-               average: bool = True) -> Path:
+def add_expert(checkpoint: str | Path, model_dir: str | Path, contrast: str, *, fp16: bool = True) -> Path:
     """Export a fine-tune of ``model_dir``'s network on one contrast as its expert for that contrast
     (``model_dir/experts/<contrast>``), with the contrast signature that routes scans to it, and list it
     in ``model_dir``'s card (replacing an earlier expert for the same contrast)."""
@@ -138,7 +131,7 @@ def add_expert(checkpoint: str | Path, model_dir: str | Path, contrast: str, *, 
     except (OSError, ValueError) as error:
         raise SynthSegError(f"not a model folder ({error})", model_dir) from None
     folder = Path("experts") / contrast
-    expert_card = json.loads(export_model(checkpoint, model_dir / folder, fp16=fp16, average=average,
+    expert_card = json.loads(export_model(checkpoint, model_dir / folder, fp16=fp16,
                                           name=f"{card['name']}-{contrast}").read_text(encoding="utf-8"))
     if _architecture(expert_card) != _architecture(card):
         shutil.rmtree(model_dir / folder)

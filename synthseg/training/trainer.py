@@ -27,7 +27,6 @@ from synthseg.labels.protocol import NUM_CLASSES
 from synthseg.networks import adapt_kernels, build_network, count_parameters
 from synthseg.synthesis.generator import Generator
 from synthseg.templates.library import load_templates, phantom_templates
-from synthseg.training.averaging import WeightAverage
 from synthseg.training.checkpoint import load_latest, mark_best, save_checkpoint
 from synthseg.training.config import TrainConfig
 from synthseg.training.export import CARD, WEIGHTS
@@ -118,12 +117,10 @@ class Trainer:
         self.history: list[dict] = []
         self.stop_signal: int | None = None
         self.checkpoints = self.run_dir / "checkpoints"
-        resumed = self._resume(resume) if resume else None
-        if not resume and config.model.init_weights:
+        if resume:
+            self._resume(resume)
+        elif config.model.init_weights:
             self._load_initial_weights(Path(config.model.init_weights))
-        self.average = WeightAverage(self.model, config.optim.ema_decay) if config.optim.ema_decay > 0 else None
-        if self.average is not None and resumed is not None and "ema" in resumed:
-            self.average.network.load_state_dict(resumed["ema"])
         self.val_set = self._make_validation_set(held, recipe)
 
     # ------------------------------------------------------------------ setup helpers
@@ -150,13 +147,7 @@ class Trainer:
             "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
             "config": self.config.to_dict(), "templates": self.template_names, "holdout": self.holdout_names,
             "history": self.history[-200:],
-            **({"ema": self.average.network.state_dict()} if self.average is not None else {}),
         }
-
-    @property
-    def evaluated(self) -> torch.nn.Module:
-        """The network that is validated, checkpointed for export and exported: the weight average when on."""
-        return self.average.network if self.average is not None else self.model
 
     def _load_initial_weights(self, path: Path) -> None:
         """Warm start from exported weights (e.g. the shipped model when a run folder was lost).
@@ -203,7 +194,7 @@ class Trainer:
                  f"{self.config.distill.weight})")
         return loaded.network.requires_grad_(False)
 
-    def _resume(self, resume: str | bool) -> dict:
+    def _resume(self, resume: str | bool) -> None:
         if resume is True or resume == "latest":
             found = load_latest(self.checkpoints)
             if found is None:
@@ -226,7 +217,6 @@ class Trainer:
         random.setstate(state["python_rng"])
         self.history = list(state.get("history", []))
         self.log(f"resumed from {path} at step {self.step}")
-        return state
 
     # ------------------------------------------------------------------ loop
     def log(self, message: str) -> None:
@@ -256,8 +246,6 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
-        if self.average is not None:
-            self.average.update(self.model, self.step)
         self.step += 1
         t2 = time.perf_counter()
         return {"step": self.step, "loss": float(loss.detach()), "lr": self.scheduler.get_last_lr()[0],
@@ -271,10 +259,10 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> dict:
         """Per-class Dice over the fixed synthetic validation set (rank 0)."""
-        network = self.evaluated.eval()
+        self.model.eval()
         preds, refs = [], []
         for image, target in self.val_set:
-            logits = network(image.to(self.device))
+            logits = self.model(image.to(self.device))
             preds.append(logits.argmax(1)[0].cpu().numpy())
             refs.append(target.numpy())
         pred, ref = np.stack(preds), np.stack(refs)
@@ -296,7 +284,7 @@ class Trainer:
         labels = sorted(p for p in Path(v.real_labels).iterdir() if p.name.endswith(IMAGE_SUFFIXES))
         images, labels = images[: v.real_max_cases], labels[: v.real_max_cases]
         card = {"spacing_mm": self.config.generator.spacing, "patch_size": list(self.config.generator.patch_size)}
-        segmenter = Segmenter.from_network(self.evaluated, card, device=str(self.device))
+        segmenter = Segmenter.from_network(self.model, card, device=str(self.device))
         folder = self.run_dir / "real_validation"
         predictions = []
         for image in images:
@@ -312,7 +300,8 @@ class Trainer:
 
         image, target = self.val_set[0]
         with torch.no_grad():
-            pred = self.evaluated.eval()(image.to(self.device)).argmax(1)[0].cpu().numpy()
+            self.model.eval()
+            pred = self.model(image.to(self.device)).argmax(1)[0].cpu().numpy()
         img = image[0, 0].numpy()
         rows = [montage(img), montage(img, target.numpy()), montage(img, pred)]
         save_png(rows, self.run_dir / "png" / f"val_{step:08d}.png", scale=2)

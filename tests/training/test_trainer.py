@@ -78,33 +78,6 @@ def test_export_writes_weights_and_card(tmp_path):
     assert json.loads(again.read_text(encoding="utf-8"))["sha256"] == card["sha256"]  # byte-reproducible
 
 
-
-def test_weight_average_is_validated_checkpointed_resumed_and_exported(tmp_path):
-    ema = "optim.ema_decay=0.9"
-    full, part = tmp_path / "full", tmp_path / "part"
-    trainer = Trainer(_config("loop.steps=6", "loop.val_every=100", ema), full, progress=False)
-    trainer.run()
-    assert trainer.evaluated is trainer.average.network
-    Trainer(_config("loop.steps=4", "loop.val_every=100", "loop.checkpoint_every_steps=4", ema), part,
-            progress=False).run()
-    resumed = Trainer(_config("loop.steps=6", "loop.val_every=100", ema), part, resume=True, progress=False)
-    resumed.run()
-    for key, value in trainer.average.network.state_dict().items():
-        assert torch.allclose(resumed.average.network.state_dict()[key], value, atol=1e-6)
-    last = list_checkpoints(full / "checkpoints")[-1]
-    state = torch.load(last, weights_only=False)
-    averaged = export_model(last, tmp_path / "averaged", fp16=False)
-    raw = export_model(last, tmp_path / "raw", fp16=False, average=False)
-    assert json.loads(averaged.read_text(encoding="utf-8"))["weights_averaged"] is True
-    assert json.loads(raw.read_text(encoding="utf-8"))["weights_averaged"] is False
-    exported = torch.load(tmp_path / "averaged" / "model.pt", weights_only=True)
-    assert all(torch.equal(exported[k], v) for k, v in state["ema"].items())
-    exported = torch.load(tmp_path / "raw" / "model.pt", weights_only=True)
-    assert all(torch.equal(exported[k], v) for k, v in state["model"].items())
-    first = next(iter(state["model"]))
-    assert not torch.equal(state["ema"][first], state["model"][first])  # the two really differ
-
-
 def test_warm_start_from_exported_weights(tmp_path, capsys):
     Trainer(_config("loop.steps=2", "loop.val_every=2"), tmp_path / "a", progress=False).run()
     export_model(list_checkpoints(tmp_path / "a" / "checkpoints")[-1], tmp_path / "model", fp16=False)
