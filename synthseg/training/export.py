@@ -97,8 +97,8 @@ def _experts_kept(out_dir: Path, card: dict) -> list[dict]:
     except (OSError, ValueError):
         return []
     experts = previous.get("experts", []) if isinstance(previous, dict) else []
-    as_written = json.loads(json.dumps(card, default=_plain))  # tuples become lists, as in the file
-    if experts and _architecture(previous) != _architecture(as_written):
+    written = json.dumps(_architecture(card), default=_plain)  # as in the file: tuples become lists
+    if experts and json.dumps(_architecture(previous)) != written:
         raise SynthSegError(f"holds {len(experts)} contrast expert(s) of a network with another shape, working "
                             "spacing or patch than this checkpoint's; export into a new folder", out_dir)
     return experts
