@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="give stray islands of cortex, white matter, cerebellar cortex and deep nuclei the label "
                         "around them (default: on; posteriors are left as the network gave them)")
     p.add_argument("--modality", default="auto", choices=["auto", "mr", "ct"],
-                   help="intensity handling: auto recognises CT from its Hounsfield range")
+                   help="intensity handling: auto recognises CT from its Hounsfield range; ct also reads "
+                        "HU + 1024 and Cormack units")
     # synthseg.device.AMP_MODES, spelled out here: importing it would load torch before --help
     p.add_argument("--amp", default="auto", choices=["auto", "off", "bf16", "fp16"],
                    help="autocast: auto = bf16 on GPUs and on CPUs with native bf16, else fp32")

@@ -1,5 +1,6 @@
-"""Intensity preparation that matches training: CT recognised from its Hounsfield range and
-windowed like the generator's CT mode; everything else normalised by robust percentiles (MR)."""
+"""Intensity preparation that matches training: CT recognised from its Hounsfield range (or brought back
+to it from the two other scales CT is found in) and windowed like the generator's CT mode; everything else
+normalised by robust percentiles (MR)."""
 
 from __future__ import annotations
 
@@ -21,12 +22,25 @@ STRIPPED_CT_MEDIAN_HU = (10.0, 60.0)
 STRIPPED_CT_MIN_NEGATIVE = 0.001
 STRIPPED_CT_MIN_ZERO = 0.2
 
+# CT stored without its -1024 intercept ("HU + 1024": air near 0) or in Cormack units (SPM's Clinical
+# toolbox, clinical_h2c.m: HU + 1024 with -124..76 HU stretched elevenfold). Either way most voxels above
+# air (>= 200) fall in the scale's image of the brain's band, -10..80 HU: measured (session 32) 0.59 for the
+# Cormack template ../shared/data/dev/ct_template/scct_cormack and for its HU + 1024 version, at most 0.085
+# for the other scale's band and for any MR scan of dev/ (IXI, stroke, bert, chris_t1).
+OFFSET_BRAIN_BAND = (1014.0, 1104.0)
+CORMACK_BRAIN_BAND = (2154.0, 3104.0)
+MIN_BRAIN_BAND_SHARE = 0.4
+CT_SCALE_NAMES = {"hu": "Hounsfield units", "hu+1024": "Hounsfield units + 1024 (air near 0)",
+                  "cormack": "Cormack units (SPM Clinical toolbox)"}
+
 
 def looks_like_ct(data: np.ndarray) -> bool:
     """CT in HU: air near -1000 occupies a visible share of the field of view; or the head was masked
     to a zero background and the rest sits in the brain's HU range with some values below 0, which
-    MR magnitude images never have."""
+    MR magnitude images never have. A CT stored as HU + 1024 counts too (:func:`ct_scale`)."""
     sample = np.asarray(data).reshape(-1)[:: max(1, data.size // 2_000_000)]
+    if sample.min() >= 0 and ct_scale(sample) == "hu+1024":
+        sample = to_hounsfield(sample, "hu+1024")
     if sample.min() <= -500:
         return bool(np.mean((sample > -1100) & (sample < -850)) > 0.05)
     foreground = sample[sample != 0]
@@ -34,6 +48,32 @@ def looks_like_ct(data: np.ndarray) -> bool:
         return False
     low, high = STRIPPED_CT_MEDIAN_HU
     return bool(low <= np.median(foreground) <= high and np.mean(foreground < 0) >= STRIPPED_CT_MIN_NEGATIVE)
+
+
+def ct_scale(data: np.ndarray) -> str:
+    """How a CT scan's values are stored: ``"hu"``, ``"hu+1024"`` or ``"cormack"`` (see the bands above).
+    Anything with values below -100, or with too little above air to tell, is taken as Hounsfield units."""
+    sample = np.asarray(data).reshape(-1)[:: max(1, data.size // 2_000_000)]
+    above_air = sample[sample >= 200]
+    if sample.min() < -100 or above_air.size < 0.01 * sample.size:
+        return "hu"
+    for scale, (low, high) in (("hu+1024", OFFSET_BRAIN_BAND), ("cormack", CORMACK_BRAIN_BAND)):
+        if np.mean((above_air >= low) & (above_air <= high)) >= MIN_BRAIN_BAND_SHARE:
+            return scale
+    return "hu"
+
+
+def to_hounsfield(data: np.ndarray, scale: str) -> np.ndarray:
+    """CT values of ``scale`` (:func:`ct_scale`) in Hounsfield units; Cormack units are mapped back as the
+    Clinical toolbox's clinical_c2h.m does (below 900 unchanged, 900-3100 shrunk elevenfold, above shifted)."""
+    values = np.asarray(data, dtype=np.float32)
+    if scale == "hu":
+        return values
+    if scale == "cormack":
+        stretched = values - 900.0
+        values = 900.0 + np.where(stretched <= 0, stretched,
+                                  np.where(stretched <= 2200.0, stretched / 11.0, stretched - 2000.0))
+    return values - 1024.0
 
 
 def detect_modality(data: np.ndarray, requested: str = "auto") -> str:

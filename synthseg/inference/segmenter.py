@@ -34,7 +34,8 @@ from synthseg.io.geometry import (BoundingBox, argmax_to_grid, grid_for_spacing,
 from synthseg.io.image import Image, load_image, looks_like_label_map, save_image, validate_image, write_atomic
 from synthseg.inference.experts import choose_expert, contrast_signature, signature_as_list
 from synthseg.inference.model import LoadedModel, load_model
-from synthseg.inference.preprocessing import MODALITIES, detect_modality, head_box_mask, normalize
+from synthseg.inference.preprocessing import (CT_SCALE_NAMES, MODALITIES, ct_scale, detect_modality, head_box_mask,
+                                              normalize, to_hounsfield)
 from synthseg.labels.protocol import NUM_CLASSES, STRUCTURES
 from synthseg.synthesis.acquisition import blur
 
@@ -185,7 +186,12 @@ class Segmenter:
         timings["load_s"] = time.perf_counter() - start
         modality = detect_modality(image.data, self.modality)
         t = time.perf_counter()
-        canonical = to_canonical(image.with_data(np.asarray(image.data, dtype=np.float32)))
+        data, warnings = np.asarray(image.data, dtype=np.float32), list(image.meta.get("warnings", []))
+        scale = ct_scale(data) if modality == "ct" else "hu"
+        if scale != "hu":
+            data = to_hounsfield(data, scale)
+            warnings.append(f"CT values read as {CT_SCALE_NAMES[scale]} and converted to Hounsfield units")
+        canonical = to_canonical(image.with_data(data))
         timings["preprocess_s"], timings["inference_s"] = time.perf_counter() - t, 0.0
         grids: list[tuple[np.ndarray, BoundingBox, np.ndarray]] = []  # (head-crop probabilities, crop, affine)
         for factor in TTA_SPACING_FACTORS if self.tta else TTA_SPACING_FACTORS[:1]:
@@ -221,7 +227,6 @@ class Segmenter:
         label_img = image.with_data(labels.astype(np.uint8)).to_nifti(np.uint8)
         volumes = _volumes(labels, image.spacing)
         qc = self._qc(first_grid, volumes)
-        warnings = list(image.meta.get("warnings", []))
         stripped = looks_skull_stripped(volumes)
         if stripped:
             warnings.append("input looks skull-stripped: dura, vessel, skull and head volumes are not meaningful")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from synthseg.errors import SynthSegError
-from synthseg.inference.preprocessing import looks_like_ct
+from synthseg.inference.preprocessing import ct_scale, looks_like_ct, to_hounsfield
 from synthseg.inference.segmenter import Segmenter, looks_skull_stripped, output_paths, segment
 from tests.conftest import write_nifti
 
@@ -101,6 +101,37 @@ def test_skull_stripped_ct_with_a_zero_background_is_recognised(segmenter, phant
     assert not looks_like_ct(np.where(stripped != 0, np.clip(stripped, 0.5, None), 0))
     assert not looks_like_ct(np.where(stripped != 0, stripped + 100, 0))
     assert not looks_like_ct(_hounsfield(labels) + 1000)  # no air at -1000 and no zero background
+
+
+def _cormack(hu):
+    """Hounsfield to Cormack units as the Clinical toolbox's h2c (air at 0, -124..76 HU stretched)."""
+    shifted = np.clip(hu + 1024, 0, None)
+    return shifted + 10 * np.clip(shifted - 900, 0, 200)
+
+
+def test_ct_stored_as_hu_plus_1024_or_in_cormack_units_is_brought_back_to_hounsfield(phantom_small):
+    labels, _ = phantom_small
+    hu = np.clip(_hounsfield(labels), -1024, None)
+    assert ct_scale(hu) == "hu" and ct_scale(np.where(labels < 15, hu, 0)) == "hu"
+    for scale, stored in (("hu+1024", hu + 1024), ("cormack", _cormack(hu))):
+        assert ct_scale(stored) == scale
+        np.testing.assert_allclose(to_hounsfield(stored, scale), hu, atol=1e-3)
+    assert looks_like_ct(hu + 1024)  # air near 0 and the brain around 1050: CT even under "auto"
+    assert not looks_like_ct(_cormack(hu))  # too like a bright MR to take without --modality ct
+    mr = np.choose(np.clip(labels, 0, 16), np.linspace(0, 3000, 17))  # an MR spread over the same values
+    assert not looks_like_ct(mr)  # (ct_scale would call it Cormack: it is asked only of scans taken for CT)
+
+
+def test_a_cormack_ct_segments_as_its_hounsfield_version_with_a_warning(segmenter, phantom_small):
+    labels, affine = phantom_small
+    hu = np.clip(_hounsfield(labels), -1024, None).astype(np.float32)
+    segmenter.modality = "ct"
+    try:
+        reference, converted = segmenter.segment(hu, affine), segmenter.segment(_cormack(hu), affine)
+    finally:
+        segmenter.modality = "auto"
+    np.testing.assert_array_equal(np.asarray(converted.labels.dataobj), np.asarray(reference.labels.dataobj))
+    assert "Cormack units" in converted.warnings[0] and converted.warnings[1:] == reference.warnings
 
 
 def test_one_shot_function_and_save(tiny_model, phantom_t1, tmp_path):
