@@ -30,8 +30,7 @@ STRIPPED_CT_MIN_ZERO = 0.2
 OFFSET_BRAIN_BAND = (1014.0, 1104.0)
 CORMACK_BRAIN_BAND = (2154.0, 3104.0)
 MIN_BRAIN_BAND_SHARE = 0.4
-CT_SCALE_NAMES = {"hu": "Hounsfield units", "hu+1024": "Hounsfield units + 1024 (air near 0)",
-                  "cormack": "Cormack units (SPM Clinical toolbox)"}
+CT_SCALE_NAMES = {"hu+1024": "Hounsfield units + 1024 (air near 0)", "cormack": "Cormack units (SPM Clinical toolbox)"}
 
 
 def looks_like_ct(data: np.ndarray) -> bool:
