@@ -25,8 +25,7 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     args = parser.parse_args()
     header("CT scales")
-    from synthseg.inference.preprocessing import (CORMACK_BRAIN_BAND, OFFSET_BRAIN_BAND, ct_scale,
-                                                  looks_like_ct, to_hounsfield)
+    from synthseg.inference.preprocessing import brain_band_shares, ct_scale, looks_like_ct, to_hounsfield
     from synthseg.inference.segmenter import Segmenter
     from synthseg.io.image import load_image
 
@@ -35,10 +34,8 @@ def main() -> None:
                  and not any(k in p.name for k in ("DLMUSE", "aseg", "Mask")))
     for path in dev:
         data = np.asarray(load_image(path).data, np.float32)
-        above_air = data[data >= 200]
-        shares = [np.mean((above_air >= low) & (above_air <= high)) if above_air.size else 0.0
-                  for low, high in (OFFSET_BRAIN_BAND, CORMACK_BRAIN_BAND)]
-        print(f"  {path.name:<40} {shares[0]:.3f} {shares[1]:.3f}  {ct_scale(data):<8} "
+        shares = brain_band_shares(data)
+        print(f"  {path.name:<40} {shares['hu+1024']:.3f} {shares['cormack']:.3f}  {ct_scale(data):<8} "
               f"{'CT' if looks_like_ct(data) else 'MR'}", flush=True)
 
     print("2. scct_cormack: brain-12 agreement with scct_stripped_hu (ct)")

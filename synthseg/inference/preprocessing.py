@@ -27,17 +27,21 @@ STRIPPED_CT_MIN_ZERO = 0.2
 # air (>= 200) fall in the scale's image of the brain's band, -10..80 HU: measured (session 32) 0.59 for the
 # Cormack template ../shared/data/dev/ct_template/scct_cormack and for its HU + 1024 version, at most 0.085
 # for the other scale's band and for any MR scan of dev/ (IXI, stroke, bert, chris_t1).
-OFFSET_BRAIN_BAND = (1014.0, 1104.0)
-CORMACK_BRAIN_BAND = (2154.0, 3104.0)
+BRAIN_BANDS = {"hu+1024": (1014.0, 1104.0), "cormack": (2154.0, 3104.0)}
 MIN_BRAIN_BAND_SHARE = 0.4
 CT_SCALE_NAMES = {"hu+1024": "Hounsfield units + 1024 (air near 0)", "cormack": "Cormack units (SPM Clinical toolbox)"}
+
+
+def _sample(data: np.ndarray) -> np.ndarray:
+    """At most ~2 million of the scan's values, evenly strided: enough for the statistics below."""
+    return np.asarray(data).reshape(-1)[:: max(1, data.size // 2_000_000)]
 
 
 def looks_like_ct(data: np.ndarray) -> bool:
     """CT in HU: air near -1000 occupies a visible share of the field of view; or the head was masked
     to a zero background and the rest sits in the brain's HU range with some values below 0, which
     MR magnitude images never have. A CT stored as HU + 1024 counts too (:func:`ct_scale`)."""
-    sample = np.asarray(data).reshape(-1)[:: max(1, data.size // 2_000_000)]
+    sample = _sample(data)
     if sample.min() >= 0 and ct_scale(sample) == "hu+1024":
         sample = to_hounsfield(sample, "hu+1024")
     if sample.min() <= -500:
@@ -49,17 +53,24 @@ def looks_like_ct(data: np.ndarray) -> bool:
     return bool(low <= np.median(foreground) <= high and np.mean(foreground < 0) >= STRIPPED_CT_MIN_NEGATIVE)
 
 
+def brain_band_shares(data: np.ndarray) -> dict[str, float]:
+    """Per scale of ``BRAIN_BANDS``, the share of the voxels above air (>= 200) that fall in its brain band
+    (0 where fewer than 1 % of the voxels are above air: too few to tell)."""
+    sample = _sample(data)
+    above_air = sample[sample >= 200]
+    if above_air.size < 0.01 * sample.size:
+        return dict.fromkeys(BRAIN_BANDS, 0.0)
+    return {scale: float(np.mean((above_air >= low) & (above_air <= high)))
+            for scale, (low, high) in BRAIN_BANDS.items()}
+
+
 def ct_scale(data: np.ndarray) -> str:
     """How a CT scan's values are stored: ``"hu"``, ``"hu+1024"`` or ``"cormack"`` (see the bands above).
     Anything with values below -100, or with too little above air to tell, is taken as Hounsfield units."""
-    sample = np.asarray(data).reshape(-1)[:: max(1, data.size // 2_000_000)]
-    above_air = sample[sample >= 200]
-    if sample.min() < -100 or above_air.size < 0.01 * sample.size:
+    if _sample(data).min() < -100:
         return "hu"
-    for scale, (low, high) in (("hu+1024", OFFSET_BRAIN_BAND), ("cormack", CORMACK_BRAIN_BAND)):
-        if np.mean((above_air >= low) & (above_air <= high)) >= MIN_BRAIN_BAND_SHARE:
-            return scale
-    return "hu"
+    shares = brain_band_shares(data)
+    return next((scale for scale, share in shares.items() if share >= MIN_BRAIN_BAND_SHARE), "hu")
 
 
 def to_hounsfield(data: np.ndarray, scale: str) -> np.ndarray:
