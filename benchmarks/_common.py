@@ -11,6 +11,12 @@ from pathlib import Path
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+def dev_scans() -> list[Path]:
+    """Every scan of ``dev/`` (reference label maps and masks left out), sorted."""
+    return sorted(p for p in (SHARED / "dev").rglob("*") if p.name.endswith((".nii.gz", ".mgz"))
+                  and not any(k in p.name for k in ("DLMUSE", "aseg", "Mask")))
+
+
 def peak_rss_gb() -> float:
     """Peak resident set size of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2

@@ -16,7 +16,7 @@ import argparse
 
 import numpy as np
 
-from _common import SHARED, header
+from _common import SHARED, dev_scans, header
 from accuracy import BRAIN, mean, structure_dice
 
 
@@ -30,9 +30,7 @@ def main() -> None:
     from synthseg.io.image import load_image
 
     print("1. brain-band shares above air (HU+1024, Cormack), ct_scale, auto decision")
-    dev = sorted(p for p in (SHARED / "dev").rglob("*") if p.name.endswith((".nii.gz", ".mgz"))
-                 and not any(k in p.name for k in ("DLMUSE", "aseg", "Mask")))
-    for path in dev:
+    for path in dev_scans():
         data = np.asarray(load_image(path).data, np.float32)
         shares = brain_band_shares(data)
         print(f"  {path.name:<40} {shares['hu+1024']:.3f} {shares['cormack']:.3f}  {ct_scale(data):<8} "

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import SHARED, header
+from _common import dev_scans, header
 from accuracy import BRAIN, heldout_renders, mean, structure_dice
 
 
@@ -39,9 +39,7 @@ def main() -> None:
     from synthseg.io.image import Image, load_image
 
     print("1. auto decision")
-    dev = sorted(p for p in (SHARED / "dev").rglob("*") if p.name.endswith((".nii.gz", ".mgz"))
-                 and not any(k in p.name for k in ("DLMUSE", "aseg", "Mask")))
-    for path in dev:
+    for path in dev_scans():
         describe(path.name, np.asarray(load_image(path).data, np.float32))
     stripped_ct = []
     for case, image, target, _ in heldout_renders(Path(args.templates), ["training_seg_15", "training_seg_16"]):
