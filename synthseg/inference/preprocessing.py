@@ -67,9 +67,10 @@ def brain_band_shares(data: np.ndarray) -> dict[str, float]:
 def ct_scale(data: np.ndarray) -> str:
     """How a CT scan's values are stored: ``"hu"``, ``"hu+1024"`` or ``"cormack"`` (see the bands above).
     Anything with values below -100, or with too little above air to tell, is taken as Hounsfield units."""
-    if _sample(data).min() < -100:
+    sample = _sample(data)
+    if sample.min() < -100:
         return "hu"
-    shares = brain_band_shares(data)
+    shares = brain_band_shares(sample)
     return next((scale for scale, share in shares.items() if share >= MIN_BRAIN_BAND_SHARE), "hu")
 
 
