@@ -39,9 +39,10 @@ def mean(values) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-def heldout_renders(folder: Path, names: list[str], contrasts=("t1", "t2", "flair", "pd", "ct")):
+def heldout_renders(folder: Path, names: list[str], contrasts=("t1", "t2", "flair", "pd", "ct"), draw: str = ""):
     """The held-out templates rendered in each contrast at 1 mm and with 6 mm thick slices, each case
-    from a seed fixed by its name: yields ``(case, image, target, modality)`` with the image an :class:`Image`."""
+    from a seed fixed by its name (and ``draw``: another name, other seeds for the same cases): yields
+    ``(case, image, target, modality)`` with the image an :class:`Image`."""
     from synthseg.io.image import Image
     from synthseg.synthesis.config import rendering_config
     from synthseg.synthesis.generator import Generator
@@ -56,7 +57,8 @@ def heldout_renders(folder: Path, names: list[str], contrasts=("t1", "t2", "flai
                 config = rendering_config(shape, 1.0, contrast, thick_axis_mm=6.0 if regime != "1mm" else None)
                 generator = Generator([template], recipe, config, seed=0)
                 # a seed fixed per case (Python's str hash() changes from process to process)
-                params = generator.sample_params(zlib.crc32(f"{template.name}/{contrast}/{regime}".encode()) % 10_000)
+                case = f"{template.name}/{contrast}/{regime}" + (f"/{draw}" if draw else "")
+                params = generator.sample_params(zlib.crc32(case.encode()) % 10_000)
                 params.centre = template.grid_centre
                 image, target = generator.render(params)
                 image, target = image.numpy(), target.numpy()
@@ -73,7 +75,7 @@ def heldout_renders(folder: Path, names: list[str], contrasts=("t1", "t2", "flai
                     image, target = image[tuple(index)], target[tuple(index)]
                     affine = affine.copy()
                     affine[:3, axis] *= 6
-                yield (f"{template.name}/{contrast}/{regime}", Image(image.astype(np.float32), affine),
+                yield (case, Image(image.astype(np.float32), affine),
                        target, modality)
 
 
