@@ -43,40 +43,18 @@ def heldout_renders(folder: Path, names: list[str], contrasts=("t1", "t2", "flai
     """The held-out templates rendered in each contrast at 1 mm and with 6 mm thick slices, each case
     from a seed fixed by its name (and ``draw``: another name, other seeds for the same cases): yields
     ``(case, image, target, modality)`` with the image an :class:`Image`."""
-    from synthseg.io.image import Image
-    from synthseg.synthesis.config import rendering_config
-    from synthseg.synthesis.generator import Generator
-    from synthseg.synthesis.intensity import CT_INFERENCE_WINDOW
+    from synthseg.synthesis.scans import render_scan
     from synthseg.templates.library import load_templates
 
     templates, recipe = load_templates(folder, names=names)
     for template in templates:
-        shape = template.labels.shape
         for contrast in contrasts:
             for regime in ("1mm", "thick6mm"):
-                config = rendering_config(shape, 1.0, contrast, thick_axis_mm=6.0 if regime != "1mm" else None)
-                generator = Generator([template], recipe, config, seed=0)
                 # a seed fixed per case (Python's str hash() changes from process to process)
                 case = f"{template.name}/{contrast}/{regime}" + (f"/{draw}" if draw else "")
-                params = generator.sample_params(zlib.crc32(case.encode()) % 10_000)
-                params.centre = template.grid_centre
-                image, target = generator.render(params)
-                image, target = image.numpy(), target.numpy()
-                affine = generator.output_affine(params)
-                modality = "auto"
-                if contrast == "ct":  # back to Hounsfield units, as a CT scanner stores it
-                    lo, hi = CT_INFERENCE_WINDOW
-                    image = image * (hi - lo) + lo
-                    modality = "ct"
-                if regime != "1mm":  # keep one slice in 6 along the thick axis: a real thick-slice grid
-                    axis = int(np.argmax(params.low_res))
-                    index = [slice(None)] * 3
-                    index[axis] = slice(None, None, 6)
-                    image, target = image[tuple(index)], target[tuple(index)]
-                    affine = affine.copy()
-                    affine[:3, axis] *= 6
-                yield (case, Image(image.astype(np.float32), affine),
-                       target, modality)
+                image, target = render_scan(template, recipe, contrast, zlib.crc32(case.encode()) % 10_000,
+                                            thick_mm=6.0 if regime != "1mm" else None)
+                yield case, image, target, "ct" if contrast == "ct" else "auto"
 
 
 def structure_dice(labels: np.ndarray, target: np.ndarray) -> dict[str, float]:

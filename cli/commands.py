@@ -286,7 +286,24 @@ def cmd_export(args: Namespace) -> int:
     evaluation = json.loads(Path(args.evaluation).read_text(encoding="utf-8")) if args.evaluation else None
     card = export_model(args.checkpoint, args.output, fp16=not args.fp32, evaluation=evaluation, notes=args.notes)
     experts = [e["contrast"] for e in json.loads(card.read_text(encoding="utf-8")).get("experts", [])]
-    print(f"exported {card}" + (f" (experts kept: {', '.join(experts)})" if experts else ""))
+    hint = (f"; routing among the MR experts falls back to correlation until `synthseg calibrate {args.output}`"
+            if len([c for c in experts if c != "ct"]) > 1 else "")
+    print(f"exported {card}" + (f" (experts kept: {', '.join(experts)}{hint})" if experts else ""))
+    return 0
+
+
+def cmd_calibrate(args: Namespace) -> int:
+    import torch
+
+    from synthseg.training.routing import calibrate_routing
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    card = calibrate_routing(args.model, draws=args.draws, device=args.device, amp=args.amp,
+                             log=lambda case: print(f"  {case}", flush=True))
+    routing = json.loads(card.read_text(encoding="utf-8"))["routing"]
+    print(f"routing calibrated on {routing['calibration']['scans']} renders ({', '.join(routing['contrasts'])}; "
+          f"{routing['calibration']['accuracy']:.0%} routed to their own contrast): {card}")
     return 0
 
 

@@ -11,7 +11,7 @@ from synthseg.errors import SynthSegError
 from synthseg.synthesis.tissues import CONTRASTS
 
 # commands that run torch on large volumes: they get glibc's memory reuse (synthseg.device.retain_freed_memory)
-HEAVY_COMMANDS = ("segment", "train", "demo", "generate")
+HEAVY_COMMANDS = ("segment", "train", "demo", "generate", "calibrate")
 
 
 def whole_number(minimum: int):
@@ -120,6 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--notes", default="", help="free text for the model card")
     p.add_argument("--expert", choices=CONTRASTS,
                    help="add the checkpoint to the model folder -o as its expert for this contrast")
+
+    p = sub.add_parser("calibrate", help="fit how a model folder routes MR scans among its contrast experts "
+                       "(again after exporting a new general network)")
+    p.add_argument("model", help="model folder with model.json and at least two MR experts")
+    p.add_argument("--draws", type=whole_number(1), default=1,
+                   help="renders of each training template per expert contrast and slice regime (default: 1)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps (default: auto)")
+    p.add_argument("--threads", type=whole_number(0), help="CPU threads (default or 0: torch's default)")
+    p.add_argument("--amp", default="auto", choices=["auto", "off", "bf16", "fp16"],
+                   help="autocast of the general network's passes, as in segment (default: auto)")
 
     p = sub.add_parser("evaluate", help="Dice, HD95 and volume differences against reference labels")
     p.add_argument("predictions", nargs="+", metavar="PRED")

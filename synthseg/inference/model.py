@@ -10,7 +10,7 @@ import torch
 
 from synthseg.errors import SynthSegError
 from synthseg.inference.catalog import resolve_model_path
-from synthseg.inference.experts import Expert
+from synthseg.inference.experts import ContrastClassifier, Expert
 from synthseg.networks import build_network
 
 
@@ -20,10 +20,12 @@ class LoadedModel:
     card: dict
     path: Path | None
     experts: list[Expert] = field(default_factory=list)
+    classifier: ContrastClassifier | None = None  # picks among the MR experts (card "routing"), if calibrated
 
 
 def load_model(model: str | Path | None, device: torch.device, experts: bool = True) -> LoadedModel:
-    """The network of a model folder, and the contrast experts its card lists (unless ``experts=False``)."""
+    """The network of a model folder, and the contrast experts its card lists with the classifier that
+    routes scans among them (unless ``experts=False``)."""
     folder = resolve_model_path(model)
     try:
         card = json.loads((folder / "model.json").read_text(encoding="utf-8"))
@@ -39,4 +41,19 @@ def load_model(model: str | Path | None, device: torch.device, experts: bool = T
                                 folder / "model.json")
         expert = load_model(folder / entry["folder"], device, experts=False)
         loaded.experts.append(Expert(entry["contrast"], expert.network, entry.get("signature")))
+    if experts and "routing" in card:
+        loaded.classifier = _classifier(card["routing"], loaded.experts, folder / "model.json")
     return loaded
+
+
+def _classifier(entry: dict, experts: list[Expert], card_path: Path) -> ContrastClassifier:
+    """The card's routing classifier, which must cover exactly the MR experts it lists."""
+    try:
+        classifier = ContrastClassifier.from_card(entry)
+    except (KeyError, TypeError, ValueError) as error:
+        raise SynthSegError(f"card's routing classifier is unreadable ({error})", card_path) from None
+    mr = sorted(e.contrast for e in experts if e.signature is not None)
+    if sorted(classifier.contrasts) != mr:
+        raise SynthSegError(f"card's routing classifier covers {', '.join(sorted(classifier.contrasts))} but the "
+                            f"MR experts are {', '.join(mr) or 'none'}; run synthseg calibrate", card_path)
+    return classifier

@@ -235,6 +235,16 @@ class Segmenter:
                                   post_img, image.path, warnings=warnings, expert=chosen, skull_stripped=stripped,
                                   signature=None if signature is None else signature_as_list(signature))
 
+    def routing_signature(self, x: Any, affine: np.ndarray | None = None) -> np.ndarray:
+        """The contrast signature that routes an MR scan among the experts (as :meth:`segment` reads it):
+        mean normalised intensity per ``SIGNATURE_IDS`` structure under one pass of the general network."""
+        image = self._as_image(x, affine)
+        canonical = to_canonical(image.with_data(np.asarray(image.data, dtype=np.float32)))
+        spacing = float(self.card["spacing_mm"])
+        work, _, _ = self._prepare(self._antialiased(canonical, spacing), "mr", spacing)
+        first = self._predict(work, self.loaded.network, self._flips()[:1])
+        return contrast_signature(work, first.argmax(0))
+
     # ------------------------------------------------------------------ steps
     @classmethod
     def _as_image(cls, x: Any, affine: np.ndarray | None) -> Image:
@@ -295,7 +305,7 @@ class Segmenter:
         if experts and modality != "ct":  # MR experts are chosen from one pass of the general model
             first = self._predict(work, general, passes[:1])
             signature = contrast_signature(work, first.argmax(0))
-        expert, correlation = choose_expert(experts, modality, signature)
+        expert, correlation = choose_expert(experts, modality, signature, self.loaded.classifier)
         if expert is not None:
             chosen = {"contrast": expert.contrast, "correlation": round(correlation, 3)}
             return self._predict(work, expert.network, passes), chosen, signature, expert.network

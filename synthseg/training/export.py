@@ -48,8 +48,9 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, fp16: bool = Tr
     """Write ``model.pt`` (state dict, fp16 by default) and ``model.json`` into ``out_dir``.
 
     Exporting into a model folder that lists contrast experts keeps them listed: they were fine-tuned
-    from an earlier network of the same shape and still route and segment as before. A network of
-    another shape cannot use them, so that export is refused before anything is written."""
+    from an earlier network of the same shape and still segment as before. The routing classifier is
+    not kept: it was fitted on the replaced network's passes (``synthseg calibrate`` fits it again). A
+    network of another shape cannot use the experts, so that export is refused before anything is written."""
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -87,7 +88,7 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, fp16: bool = Tr
     card["sha256"] = sha256(out_dir / WEIGHTS)
     if experts:
         card["experts"] = experts
-    return _write_card(out_dir / CARD, card)
+    return write_card(out_dir / CARD, card)
 
 
 def _experts_kept(out_dir: Path, card: dict) -> list[dict]:
@@ -104,7 +105,8 @@ def _experts_kept(out_dir: Path, card: dict) -> list[dict]:
     return experts
 
 
-def _write_card(path: Path, card: dict) -> Path:
+def write_card(path: Path, card: dict) -> Path:
+    """Write a model card atomically (readers never see half a card)."""
     text = json.dumps(card, indent=2, default=_plain) + "\n"
     write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return path
@@ -121,8 +123,9 @@ ARCHITECTURE = ("architecture", "channels", "strides", "num_res_units", "norm")
 
 def add_expert(checkpoint: str | Path, model_dir: str | Path, contrast: str, *, fp16: bool = True) -> Path:
     """Export a fine-tune of ``model_dir``'s network on one contrast as its expert for that contrast
-    (``model_dir/experts/<contrast>``), with the contrast signature that routes scans to it, and list it
-    in ``model_dir``'s card (replacing an earlier expert for the same contrast)."""
+    (``model_dir/experts/<contrast>``), with the contrast signature that lets scans reach it, and list it
+    in ``model_dir``'s card (replacing an earlier expert for the same contrast). A routing classifier
+    that does not know the contrast is dropped (``synthseg calibrate`` fits a new one)."""
     model_dir = Path(model_dir)
     check_choice("expert contrast", contrast, CONTRASTS)
     card_path = model_dir / CARD
@@ -139,7 +142,9 @@ def add_expert(checkpoint: str | Path, model_dir: str | Path, contrast: str, *, 
     signature = None if contrast == "ct" else expert_signature(expert_card["training"]["config"], contrast)
     entry = {"contrast": contrast, "folder": folder.as_posix(), "signature": signature}
     card["experts"] = [e for e in card.get("experts", []) if e["contrast"] != contrast] + [entry]
-    return _write_card(card_path, card)
+    if signature is not None and contrast not in card.get("routing", {}).get("contrasts", [contrast]):
+        del card["routing"]
+    return write_card(card_path, card)
 
 
 def _architecture(card: dict) -> tuple:

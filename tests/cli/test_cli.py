@@ -48,6 +48,10 @@ def test_export_adds_a_contrast_expert_that_segment_uses_unless_told_not_to(tmp_
     shutil.copytree(tiny_model, model)
     assert main(["export", str(tiny_checkpoint), "-o", str(model), "--expert", "t1"]) == 0
     assert "added expert" in capsys.readouterr().out
+    assert main(["calibrate", str(model), "--device", "cpu"]) == 1  # one MR expert: nothing to choose between
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "at least two MR experts" in err
+    assert "routing" not in json.loads((model / "model.json").read_text(encoding="utf-8"))
     assert [e["contrast"] for e in json.loads((model / "model.json").read_text(encoding="utf-8"))["experts"]] == ["t1"]
     for flag, expected in (("--experts", "t1"), ("--no-experts", None)):
         out = tmp_path / flag

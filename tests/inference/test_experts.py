@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 
 from synthseg.errors import SynthSegError
-from synthseg.inference.experts import SIGNATURE_IDS, Expert, choose_expert, contrast_signature
+from synthseg.inference.experts import (SIGNATURE_IDS, ContrastClassifier, Expert, choose_expert, contrast_signature,
+                                        standardised)
 from synthseg.inference.segmenter import Segmenter
 from synthseg.training.export import add_expert, export_model
+from synthseg.training.routing import calibrate_routing
 
 T1 = [0.5, 0.77, 0.13, 0.14, 0.5, 0.67, 0.71, 0.58, 0.58, 0.5]  # clean 2 mm T1 renders, GM ... hippocampus
 T2 = [0.49, 0.36, 1.0, 0.98, 0.49, 0.38, 0.26, 0.4, 0.4, 0.49]
@@ -35,6 +37,48 @@ def test_the_best_correlated_expert_is_chosen_above_the_threshold():
     assert choose_expert(experts, "mr", np.full(len(T1), np.nan))[0] is None  # no brain found
     assert choose_expert(experts, "ct", t1_like)[0].contrast == "ct"
     assert choose_expert(experts[:2], "ct", t1_like) == (None, 0.0)
+
+
+def noisy(signature, n, rng):
+    """``n`` scans of one contrast: the signature under random brightness, contrast and noise."""
+    base = np.asarray(signature)
+    return [rng.uniform(0.5, 2) * (base + rng.normal(0, 0.05, base.shape)) + rng.uniform(-1, 1) for _ in range(n)]
+
+
+def test_the_contrast_classifier_separates_contrasts_whatever_the_brightness():
+    rng = np.random.default_rng(0)
+    classifier = ContrastClassifier.fit(np.stack(noisy(T1, 30, rng) + noisy(T2, 30, rng)), ["t1"] * 30 + ["t2"] * 30)
+    assert classifier.contrasts == ("t1", "t2")
+    for contrast, signature in (("t1", T1), ("t2", T2)):
+        for scan in noisy(signature, 20, rng):
+            scores = classifier.scores(scan)
+            assert max(scores, key=scores.get) == contrast
+            assert classifier.scores(3 * scan + 7) == pytest.approx(scores)  # brightness and contrast removed
+    again = ContrastClassifier.from_card(classifier.to_card())
+    assert again.contrasts == classifier.contrasts and again.scores(T1) == pytest.approx(classifier.scores(T1), abs=1e-4)
+    missing = np.array(T1, float)
+    missing[[2, 5]] = np.nan
+    assert np.isfinite(standardised(missing)).all() and standardised(missing)[[2, 5]].tolist() == [0, 0]
+
+
+@pytest.mark.parametrize("signatures, contrasts, options, message", [
+    ([T1, T1], ["t1", "t1"], {}, "at least two contrasts"),
+    ([T1, T2], ["t1", "t2"], {"shrinkage": 1.5}, "shrinkage must be in"),
+])
+def test_the_contrast_classifier_refuses_what_it_cannot_fit(signatures, contrasts, options, message):
+    with pytest.raises(ValueError, match=message):
+        ContrastClassifier.fit(np.array(signatures), contrasts, **options)
+    with pytest.raises(ValueError, match="do not fit 2 contrasts"):
+        ContrastClassifier.from_card({"contrasts": ["t1", "t2"], "weights": [[0.0] * 3] * 2, "offsets": [0, 0]})
+
+
+def test_the_classifier_picks_among_the_experts_a_scan_may_reach():
+    experts = [Expert("t1", None, T1), Expert("t2", None, T2), Expert("ct", None, None)]
+    prefers_t2 = ContrastClassifier(("t1", "t2"), np.zeros((2, len(SIGNATURE_IDS))), np.array([0.0, 1.0]))
+    chosen, r = choose_expert(experts, "mr", np.asarray(T1), prefers_t2)
+    assert chosen.contrast == "t2" and r == pytest.approx(1.0)  # the gate's correlation: T1's
+    assert choose_expert(experts, "mr", np.asarray(T2)[::-1].copy(), prefers_t2)[0] is None  # still gated
+    assert choose_expert(experts, "ct", np.asarray(T1), prefers_t2)[0].contrast == "ct"
 
 
 def test_added_experts_are_listed_loaded_and_route_a_t1_scan(tiny_model, tiny_checkpoint, phantom_t1, tmp_path):
@@ -95,3 +139,42 @@ def test_a_card_expert_entry_without_its_folder_is_a_one_line_error(tiny_model, 
     with pytest.raises(SynthSegError, match="without 'contrast' and 'folder'"):
         Segmenter(model, device="cpu")
     assert Segmenter(model, device="cpu", experts=False).loaded.experts == []
+
+
+def test_calibrated_routing_is_stored_used_and_dropped_when_it_no_longer_fits(tiny_model, tiny_checkpoint, phantom_t1,
+                                                                             tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    add_expert(tiny_checkpoint, model, "t1", fp16=False)
+    with pytest.raises(SynthSegError, match="at least two MR experts.*t1"):
+        calibrate_routing(model, device="cpu")
+    add_expert(tiny_checkpoint, model, "t2", fp16=False)
+    calibrate_routing(model, device="cpu", amp="off")
+    routing = json.loads((model / "model.json").read_text())["routing"]
+    assert sorted(routing["contrasts"]) == ["t1", "t2"]
+    assert routing["calibration"]["scans"] == 3 * 2 * 2  # the phantom's 3 training heads, 2 contrasts, 2 regimes
+    assert 0 <= routing["calibration"]["accuracy"] <= 1
+
+    segmenter = Segmenter(model, device="cpu", tta=False, amp="off")
+    assert segmenter.loaded.classifier.contrasts == tuple(routing["contrasts"])
+    result = segmenter.segment(phantom_t1[0])
+    # the signature calibration reads is the one segment() routes by
+    assert np.allclose(segmenter.routing_signature(phantom_t1[0]), np.array(result.signature, float), atol=1e-4,
+                       equal_nan=True)
+    scores = segmenter.loaded.classifier.scores(np.array(result.signature, float))
+    assert result.expert["contrast"] == max(scores, key=scores.get)
+
+    add_expert(tiny_checkpoint, model, "t2", fp16=False)  # a contrast it knows: kept
+    assert "routing" in json.loads((model / "model.json").read_text())
+    card = json.loads((model / "model.json").read_text())
+    card["routing"]["contrasts"] = ["t1", "flair"]
+    (model / "model.json").write_text(json.dumps(card))
+    with pytest.raises(SynthSegError, match="covers flair, t1 but the MR experts are t1, t2; run synthseg calibrate"):
+        Segmenter(model, device="cpu")
+    assert Segmenter(model, device="cpu", experts=False).loaded.classifier is None
+    add_expert(tiny_checkpoint, model, "pd", fp16=False)  # a contrast it does not know: dropped
+    assert "routing" not in json.loads((model / "model.json").read_text())
+    calibrate_routing(model, device="cpu", amp="off")
+    export_model(tiny_checkpoint, model, fp16=False)  # a new general network: dropped, experts kept
+    card = json.loads((model / "model.json").read_text())
+    assert "routing" not in card and len(card["experts"]) == 3

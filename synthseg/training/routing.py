@@ -1,0 +1,64 @@
+"""Calibrate how a model folder routes MR scans among its contrast experts.
+
+Routing reads a scan's contrast signature under the general network's own first pass. The classifier
+that picks the expert is therefore fitted on exactly those signatures: the model's training templates
+(never its held-out ones) rendered in each expert's contrast at their own voxel size and with 6 mm
+thick slices, with the generator's jittered appearance, each passed through the segmenter as a user's
+scan would be. Replacing the general network invalidates the fit (``export_model`` drops it).
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from synthseg.errors import SynthSegError
+from synthseg.inference.experts import ContrastClassifier
+from synthseg.training.export import CARD, write_card
+
+THICK_SLICES_MM = (None, 6.0)  # how each calibration scan is acquired: template voxels, then 6 mm slices
+
+
+def calibrate_routing(model_dir: str | Path, *, draws: int = 1, device: str = "auto", amp: str = "auto",
+                      log: Callable[[str], None] = lambda line: None) -> Path:
+    """Fit the classifier that routes MR scans among ``model_dir``'s experts and store it in its card
+    (``"routing"``), with how it was fitted and its accuracy on its own calibration scans.
+
+    ``draws`` renders of each training template per contrast and slice regime, each from its own seed."""
+    from synthseg.inference.segmenter import Segmenter
+    from synthseg.synthesis.scans import render_scan
+    from synthseg.training.config import config_from_dict
+    from synthseg.training.trainer import load_template_split
+
+    if draws < 1:
+        raise SynthSegError(f"draws must be at least 1, got {draws!r}")
+    card_path = Path(model_dir) / CARD
+    segmenter = Segmenter(model_dir, device=device, tta=False, amp=amp)
+    contrasts = [e.contrast for e in segmenter.loaded.experts if e.signature is not None]
+    if len(contrasts) < 2:
+        raise SynthSegError(f"routing needs at least two MR experts to choose between, the card lists "
+                            f"{', '.join(contrasts) or 'none'}", card_path)
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    train, _, recipe = load_template_split(config_from_dict(card["training"]["config"]))
+    signatures, truth = [], []
+    for draw in range(draws):
+        for template in train:
+            for contrast in contrasts:
+                for thick in THICK_SLICES_MM:
+                    case = f"{template.name}/{contrast}/{f'{thick:g}mm' if thick else 'native'}/calibration-{draw}"
+                    image, _ = render_scan(template, recipe, contrast, zlib.crc32(case.encode()) % 10_000, thick)
+                    signatures.append(segmenter.routing_signature(image))
+                    truth.append(contrast)
+                    log(case)
+    classifier = ContrastClassifier.fit(np.stack(signatures), truth)
+    picked = [max(scores, key=scores.get) for scores in map(classifier.scores, signatures)]
+    card["routing"] = {**classifier.to_card(), "calibration": {
+        "templates": [t.name for t in train], "draws": draws, "slices_mm": ["native" if t is None else t
+                                                                           for t in THICK_SLICES_MM],
+        "scans": len(truth), "accuracy": round(float(np.mean([p == t for p, t in zip(picked, truth)])), 4),
+        "general_sha256": card.get("sha256")}}
+    return write_card(card_path, card)
