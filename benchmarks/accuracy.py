@@ -8,6 +8,7 @@
 5. a PNG of the whole-head T1 ``chris_t1`` with the label overlay.
 
     python benchmarks/accuracy.py [--model NAME] [--templates work/templates/aseg-charm] [--json OUT] [--no-tta]
+                                  [--draws usual,v1,v2]
                                   [--skip-synthetic | --skip-real] [--amp auto|off|bf16|fp16]
 
 The JSON holds every case; its ``"card"`` entry is the summary stored as ``evaluation`` in a model's
@@ -64,18 +65,37 @@ def structure_dice(labels: np.ndarray, target: np.ndarray) -> dict[str, float]:
     return {s.short: dice(labels, target, s.id) for s in STRUCTURES[1:]}
 
 
-def synthetic_heldout(segmenter, folder: Path, names: list[str]) -> dict:
+def synthetic_heldout(segmenter, folder: Path, names: list[str], draws: list[str]) -> dict:
     results = {}
-    for case, image, target, modality in heldout_renders(folder, names):
-        segmenter.modality = modality
-        result = segmenter.segment(image)
-        scores = structure_dice(np.asarray(result.labels.dataobj), target)
-        results[case] = scores
-        name, contrast, regime = case.split("/")
-        print(f"  {name} {contrast:<5} {regime:<8} mean Dice {mean(scores.values()):.3f} "
-              f"(no dura {mean(v for k, v in scores.items() if k != 'Dura'):.3f}) {describe_route(result)}", flush=True)
+    for draw in draws:
+        for case, image, target, modality in heldout_renders(folder, names, draw=draw):
+            segmenter.modality = modality
+            result = segmenter.segment(image)
+            scores = structure_dice(np.asarray(result.labels.dataobj), target)
+            results[case] = scores
+            name, contrast, regime = case.split("/")[:3]
+            print(f"  {name} {contrast:<5} {regime:<8} {draw or 'usual':<6} mean Dice {mean(scores.values()):.3f} "
+                  f"(no dura {mean(v for k, v in scores.items() if k != 'Dura'):.3f}) {describe_route(result)}",
+                  flush=True)
     segmenter.modality = "auto"
     return results
+
+
+def structure_means(cases) -> dict[str, float]:
+    """Mean Dice per structure over cases (a structure absent from a case does not count there)."""
+    cases = list(cases)
+    return {s: mean(r[s] for r in cases) for s in cases[0]}
+
+
+def no_dura(per_structure: dict[str, float]) -> float:
+    """The synthetic figure of the card: the mean over all structures but dura."""
+    return mean(v for k, v in per_structure.items() if k != "Dura")
+
+
+def draw_of(case: str) -> str:
+    """The draw a held-out case was rendered from ('usual' for the draw the card's history was measured on)."""
+    parts = case.split("/")
+    return parts[3] if len(parts) > 3 else "usual"
 
 
 def describe_route(result) -> str:
@@ -131,7 +151,7 @@ def card_summary(report: dict, command: str) -> dict:
     summary = {"date": report["date"], "command": command}
     if "synthetic_heldout" in report:
         synth = report["synthetic_heldout"]
-        summary["synthetic_heldout"] = {k: synth[k] for k in ("per_structure", "mean_no_dura")}
+        summary["synthetic_heldout"] = {k: synth[k] for k in ("per_structure", "mean_no_dura", "mean_no_dura_per_draw")}
         summary["synthetic_heldout_per_case_mean"] = {case: round(mean(dice.values()), 4)
                                                       for case, dice in synth["cases"].items()}
     if "real_t1_ixi" in report:
@@ -194,6 +214,9 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     parser.add_argument("--png", default=None)
     parser.add_argument("--skip-synthetic", action="store_true")
+    parser.add_argument("--draws", default="usual",
+                        help="comma-separated draws of the held-out renders: 'usual' (the seeds the card's history "
+                             "was measured on) and any other names for other seeds, e.g. usual,v1,v2")
     parser.add_argument("--skip-real", action="store_true", help="synthetic held-out only (measurements 2-4 off)")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
                         help="test-time augmentation: mirror and a second, finer working grid "
@@ -219,12 +242,15 @@ def main() -> None:
         tmp = Path(tmp)
         if not args.skip_synthetic:
             print("1. synthetic held-out templates", card.get("holdout_templates"))
-            synth = synthetic_heldout(segmenter, Path(args.templates), card["holdout_templates"])
-            per_structure = {s: mean(r[s] for r in synth.values()) for s in next(iter(synth.values()))}
-            report["synthetic_heldout"] = {"per_structure": per_structure,
-                                           "mean_no_dura": mean(v for k, v in per_structure.items() if k != "Dura"),
-                                           "cases": synth}
-            print(f"   mean Dice over all structures but dura: {report['synthetic_heldout']['mean_no_dura']:.3f}")
+            draws = ["" if d == "usual" else d for d in args.draws.split(",")]
+            synth = synthetic_heldout(segmenter, Path(args.templates), card["holdout_templates"], draws)
+            per_structure = structure_means(synth.values())
+            per_draw = {d or "usual": no_dura(structure_means(r for case, r in synth.items()
+                                                              if draw_of(case) == (d or "usual"))) for d in draws}
+            report["synthetic_heldout"] = {"per_structure": per_structure, "mean_no_dura": no_dura(per_structure),
+                                           "mean_no_dura_per_draw": per_draw, "cases": synth}
+            print(f"   mean Dice over all structures but dura: {report['synthetic_heldout']['mean_no_dura']:.3f} "
+                  f"({', '.join(f'{d} {v:.4f}' for d, v in per_draw.items())})")
         if not args.skip_real:
             real_measurements(segmenter, tmp, report)
     if args.png:

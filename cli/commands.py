@@ -32,6 +32,7 @@ def cmd_models(args: Namespace) -> int:
     for m in models:
         mark = " (default)" if m["name"] == DEFAULT_MODEL else ""
         experts = f", experts {'/'.join(m['experts'])}" if m["experts"] else ""
+        experts += " (MR routing calibrated)" if m["routing_calibrated"] else ""
         print(f"{m['name']}{mark}: {m['spacing_mm']} mm, {m['steps']:,} training steps{experts}, "
               f"sha256 {m['sha256'][:12]}… [{m['path']}]")
     return 0

@@ -23,7 +23,8 @@ def list_models() -> list[dict]:
         training = data["training"]
         cards.append({"name": card.parent.name, "path": str(card.parent),
                       "steps": training.get("total_steps", training["steps"]), "spacing_mm": data["spacing_mm"],
-                      "experts": [e["contrast"] for e in data.get("experts", [])], "sha256": data["sha256"]})
+                      "experts": [e["contrast"] for e in data.get("experts", [])], "sha256": data["sha256"],
+                      "routing_calibrated": "routing" in data})
     return cards
 
 
