@@ -101,6 +101,7 @@ class ContrastClassifier:
         return cls(names, weights, -0.5 * (weights * means).sum(1))
 
     def scores(self, signature: np.ndarray) -> dict[str, float]:
+        """Each contrast's discriminant score for a raw signature (higher: more likely that contrast)."""
         values = self.weights @ standardised(signature) + self.offsets
         return {c: float(v) for c, v in zip(self.contrasts, values)}
 

@@ -9,7 +9,6 @@ scan would be. Replacing the general network invalidates the fit (``export_model
 
 from __future__ import annotations
 
-import json
 import zlib
 from pathlib import Path
 from typing import Callable
@@ -37,12 +36,13 @@ def calibrate_routing(model_dir: str | Path, *, draws: int = 1, device: str = "a
     if draws < 1:
         raise SynthSegError(f"draws must be at least 1, got {draws!r}")
     card_path = Path(model_dir) / CARD
-    segmenter = Segmenter(model_dir, device=device, tta=False, amp=amp)
-    contrasts = [e.contrast for e in segmenter.loaded.experts if e.signature is not None]
+    # the general network alone: a stale "routing" in the card must not stop its own replacement
+    segmenter = Segmenter(model_dir, device=device, tta=False, amp=amp, experts=False)
+    card = segmenter.card
+    contrasts = [e["contrast"] for e in card.get("experts", []) if e.get("signature") is not None]
     if len(contrasts) < 2:
         raise SynthSegError(f"routing needs at least two MR experts to choose between, the card lists "
                             f"{', '.join(contrasts) or 'none'}", card_path)
-    card = json.loads(card_path.read_text(encoding="utf-8"))
     train, _, recipe = load_template_split(config_from_dict(card["training"]["config"]))
     signatures, truth = [], []
     for draw in range(draws):
