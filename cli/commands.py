@@ -300,7 +300,7 @@ def cmd_calibrate(args: Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    card = calibrate_routing(args.model, draws=args.draws, device=args.device, amp=args.amp,
+    card = calibrate_routing(args.model, draws=args.draws, templates=args.templates, device=args.device, amp=args.amp,
                              log=lambda case: print(f"  {case}", flush=True))
     routing = json.loads(card.read_text(encoding="utf-8"))["routing"]
     print(f"routing calibrated on {routing['calibration']['scans']} renders ({', '.join(routing['contrasts'])}; "

@@ -126,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="model folder with model.json and at least two MR experts")
     p.add_argument("--draws", type=whole_number(1), default=1,
                    help="renders of each training template per expert contrast and slice regime (default: 1)")
+    p.add_argument("--templates", help="template folder the model was trained on (default: data.templates of its "
+                   "card), or 'phantom'")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps (default: auto)")
     p.add_argument("--threads", type=whole_number(0), help="CPU threads (default or 0: torch's default)")
     p.add_argument("--amp", default="auto", choices=["auto", "off", "bf16", "fp16"],

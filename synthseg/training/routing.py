@@ -22,12 +22,14 @@ from synthseg.training.export import CARD, write_card
 THICK_SLICES_MM = (None, 6.0)  # how each calibration scan is acquired: template voxels, then 6 mm slices
 
 
-def calibrate_routing(model_dir: str | Path, *, draws: int = 1, device: str = "auto", amp: str = "auto",
-                      log: Callable[[str], None] = lambda line: None) -> Path:
+def calibrate_routing(model_dir: str | Path, *, draws: int = 1, templates: str | Path | None = None,
+                      device: str = "auto", amp: str = "auto", log: Callable[[str], None] = lambda line: None) -> Path:
     """Fit the classifier that routes MR scans among ``model_dir``'s experts and store it in its card
     (``"routing"``), with how it was fitted and its accuracy on its own calibration scans.
 
-    ``draws`` renders of each training template per contrast and slice regime, each from its own seed."""
+    ``draws`` renders of each training template per contrast and slice regime, each from its own seed;
+    ``templates`` is the template folder when it is no longer where the model was trained from (the
+    card's ``data.templates``); its held-out templates are still left out."""
     from synthseg.inference.segmenter import Segmenter
     from synthseg.synthesis.scans import render_scan
     from synthseg.training.config import config_from_dict
@@ -43,7 +45,10 @@ def calibrate_routing(model_dir: str | Path, *, draws: int = 1, device: str = "a
     if len(contrasts) < 2:
         raise SynthSegError(f"routing needs at least two MR experts to choose between, the card lists "
                             f"{', '.join(contrasts) or 'none'}", card_path)
-    train, _, recipe = load_template_split(config_from_dict(card["training"]["config"]))
+    config = config_from_dict(card["training"]["config"])
+    if templates is not None:
+        config.data.templates = str(templates)
+    train, _, recipe = load_template_split(config)
     signatures, truth = [], []
     for draw in range(draws):
         for template in train:

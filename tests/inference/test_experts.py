@@ -172,7 +172,10 @@ def test_calibrated_routing_is_stored_used_and_dropped_when_it_no_longer_fits(ti
     with pytest.raises(SynthSegError, match="covers flair, t1 but the MR experts are t1, t2; run synthseg calibrate"):
         Segmenter(model, device="cpu")
     assert Segmenter(model, device="cpu", experts=False).loaded.classifier is None
-    calibrate_routing(model, device="cpu", amp="off")  # the stale fit replaced
+    with pytest.raises(SynthSegError, match="nowhere"):  # templates moved: named, nothing written
+        calibrate_routing(model, templates=tmp_path / "nowhere", device="cpu")
+    assert json.loads((model / "model.json").read_text())["routing"]["contrasts"] == ["t1", "flair"]
+    calibrate_routing(model, templates="phantom", device="cpu", amp="off")  # the stale fit replaced
     assert sorted(Segmenter(model, device="cpu").loaded.classifier.contrasts) == ["t1", "t2"]
     add_expert(tiny_checkpoint, model, "pd", fp16=False)  # a contrast it does not know: dropped
     assert "routing" not in json.loads((model / "model.json").read_text())
