@@ -242,8 +242,7 @@ class Segmenter:
         canonical = to_canonical(image.with_data(np.asarray(image.data, dtype=np.float32)))
         spacing = float(self.card["spacing_mm"])
         work, _, _ = self._prepare(self._antialiased(canonical, spacing), "mr", spacing)
-        first = self._predict(work, self.loaded.network, self._flips()[:1])
-        return contrast_signature(work, first.argmax(0))
+        return self._first_pass(work)[1]
 
     # ------------------------------------------------------------------ steps
     @classmethod
@@ -303,8 +302,7 @@ class Segmenter:
         general, experts = self.loaded.network, self.loaded.experts
         first, signature = None, None
         if experts and modality != "ct":  # MR experts are chosen from one pass of the general model
-            first = self._predict(work, general, passes[:1])
-            signature = contrast_signature(work, first.argmax(0))
+            first, signature = self._first_pass(work)
         expert, correlation = choose_expert(experts, modality, signature, self.loaded.classifier)
         if expert is not None:
             chosen = {"contrast": expert.contrast, "correlation": round(correlation, 3)}
@@ -314,6 +312,12 @@ class Segmenter:
         if self.tta:  # complete the general model's flip TTA
             first = (first + self._predict(work, general, passes[1:])) / 2
         return first, None, signature, general
+
+    def _first_pass(self, work: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One unmirrored pass of the general network on a working grid: its probabilities and the
+        contrast signature under its labels, which routes the scan."""
+        first = self._predict(work, self.loaded.network, self._flips()[:1])
+        return first, contrast_signature(work, first.argmax(0))
 
     def _flips(self) -> tuple[bool, ...]:
         """Sliding-window passes per working grid: ``True`` runs on the left/right mirrored input."""
