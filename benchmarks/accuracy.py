@@ -40,10 +40,14 @@ def mean(values) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-def heldout_renders(folder: Path, names: list[str], contrasts=("t1", "t2", "flair", "pd", "ct"), draw: str = ""):
+USUAL_DRAW = "usual"  # the seeds the card's history was measured on
+
+
+def heldout_renders(folder: Path, names: list[str], contrasts=("t1", "t2", "flair", "pd", "ct"),
+                    draw: str = USUAL_DRAW):
     """The held-out templates rendered in each contrast at 1 mm and with 6 mm thick slices, each case
-    from a seed fixed by its name (and ``draw``: another name, other seeds for the same cases): yields
-    ``(case, image, target, modality)`` with the image an :class:`Image`."""
+    from a seed fixed by its name (and by ``draw``: any other name gives other seeds for the same cases):
+    yields ``(case, image, target, modality)`` with the image an :class:`Image`."""
     from synthseg.synthesis.scans import render_scan
     from synthseg.templates.library import load_templates
 
@@ -52,7 +56,7 @@ def heldout_renders(folder: Path, names: list[str], contrasts=("t1", "t2", "flai
         for contrast in contrasts:
             for regime in ("1mm", "thick6mm"):
                 # a seed fixed per case (Python's str hash() changes from process to process)
-                case = f"{template.name}/{contrast}/{regime}" + (f"/{draw}" if draw else "")
+                case = f"{template.name}/{contrast}/{regime}" + (f"/{draw}" if draw != USUAL_DRAW else "")
                 image, target = render_scan(template, recipe, contrast, zlib.crc32(case.encode()) % 10_000,
                                             thick_mm=6.0 if regime != "1mm" else None)
                 yield case, image, target, "ct" if contrast == "ct" else "auto"
@@ -74,7 +78,7 @@ def synthetic_heldout(segmenter, folder: Path, names: list[str], draws: list[str
             scores = structure_dice(np.asarray(result.labels.dataobj), target)
             results[case] = scores
             name, contrast, regime = case.split("/")[:3]
-            print(f"  {name} {contrast:<5} {regime:<8} {draw or 'usual':<6} mean Dice {mean(scores.values()):.3f} "
+            print(f"  {name} {contrast:<5} {regime:<8} {draw:<6} mean Dice {mean(scores.values()):.3f} "
                   f"(no dura {mean(v for k, v in scores.items() if k != 'Dura'):.3f}) {describe_route(result)}",
                   flush=True)
     segmenter.modality = "auto"
@@ -93,9 +97,9 @@ def no_dura(per_structure: dict[str, float]) -> float:
 
 
 def draw_of(case: str) -> str:
-    """The draw a held-out case was rendered from ('usual' for the draw the card's history was measured on)."""
+    """The draw a held-out case was rendered from."""
     parts = case.split("/")
-    return parts[3] if len(parts) > 3 else "usual"
+    return parts[3] if len(parts) > 3 else USUAL_DRAW
 
 
 def describe_route(result) -> str:
@@ -214,7 +218,7 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     parser.add_argument("--png", default=None)
     parser.add_argument("--skip-synthetic", action="store_true")
-    parser.add_argument("--draws", default="usual",
+    parser.add_argument("--draws", default=USUAL_DRAW,
                         help="comma-separated draws of the held-out renders: 'usual' (the seeds the card's history "
                              "was measured on) and any other names for other seeds, e.g. usual,v1,v2")
     parser.add_argument("--skip-real", action="store_true", help="synthetic held-out only (measurements 2-4 off)")
@@ -242,11 +246,11 @@ def main() -> None:
         tmp = Path(tmp)
         if not args.skip_synthetic:
             print("1. synthetic held-out templates", card.get("holdout_templates"))
-            draws = ["" if d == "usual" else d for d in args.draws.split(",")]
+            draws = args.draws.split(",")
             synth = synthetic_heldout(segmenter, Path(args.templates), card["holdout_templates"], draws)
             per_structure = structure_means(synth.values())
-            per_draw = {d or "usual": no_dura(structure_means(r for case, r in synth.items()
-                                                              if draw_of(case) == (d or "usual"))) for d in draws}
+            per_draw = {d: no_dura(structure_means(r for case, r in synth.items() if draw_of(case) == d))
+                        for d in draws}
             report["synthetic_heldout"] = {"per_structure": per_structure, "mean_no_dura": no_dura(per_structure),
                                            "mean_no_dura_per_draw": per_draw, "cases": synth}
             print(f"   mean Dice over all structures but dura: {report['synthetic_heldout']['mean_no_dura']:.3f} "

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import SHARED, header
-from accuracy import describe_route, heldout_renders, mean, structure_dice
+from accuracy import USUAL_DRAW, describe_route, heldout_renders, mean, structure_dice
 
 DEV_SCANS = [*sorted((SHARED / "dev" / "ixi" / "t1").glob("*.nii.gz")),
              *(SHARED / "dev" / "multicontrast_stroke" / f"stroke_{c}.nii.gz" for c in ("T1", "T2", "FLAIR")),
@@ -31,7 +31,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default=None)
     parser.add_argument("--templates", default="work/templates/aseg-charm")
-    parser.add_argument("--draws", default="", help="comma-separated seed names (default: the usual draw)")
+    parser.add_argument("--draws", default=USUAL_DRAW,
+                        help="comma-separated draws of the held-out renders, as in accuracy.py (default: usual)")
     parser.add_argument("--skip-dev", action="store_true", help="no dev scan routes")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
