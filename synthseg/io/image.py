@@ -22,6 +22,7 @@ from synthseg.errors import SynthSegError
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mgz", ".mgh")
 MAX_VOXEL_SIZE_MM = 20.0
+MIN_SLICES = 3  # fewer along an axis is a slice or a strip, not a volume the 3D network can read
 # Inference holds about 13 bytes per input voxel at its peak (data, a float32 copy, labels):
 # 300 M voxels ≈ 4 GB. Larger inputs are refused from their header, before any data is read.
 MAX_VOXELS = 300_000_000
@@ -217,6 +218,10 @@ def validate_image(image: Image, *, labels: bool = False) -> None:
         raise SynthSegError(f"image is {data.ndim}D {data.shape}; a single 3D volume is required", source)
     if data.size == 0:
         raise SynthSegError(f"image has zero voxels (shape {data.shape})", source)
+    thin = [axis for axis, n in enumerate(data.shape) if n < MIN_SLICES]
+    if thin:
+        raise SynthSegError(f"image has {data.shape[thin[0]]} slice(s) along axis {thin[0]} (shape {data.shape}); "
+                            f"a 3D volume needs at least {MIN_SLICES} along every axis", source)
     if data.dtype.kind not in "biuf":
         raise SynthSegError(f"unsupported voxel type {data.dtype}", source)
     affine = np.asarray(image.affine, dtype=float)

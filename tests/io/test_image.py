@@ -83,6 +83,7 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     (lambda p: p.write_text("hello"), "not a readable image"),
     (lambda p: write_nifti(p, np.zeros((8, 8, 8), np.float32)), "same value"),
     (lambda p: write_nifti(p, np.ones((4, 5), np.float32)), "2D"),
+    (lambda p: write_nifti(p, _volume()[:2]), r"2 slice\(s\) along axis 0"),
     (lambda p: write_nifti(p, np.ones((4, 5, 6, 3), np.float32)), "3 frames"),
     (lambda p: write_nifti(p, np.where(_volume() > 0.5, np.nan, 1).astype(np.float32)), "NaN/Inf"),
     (lambda p: write_nifti(p, _volume(), np.zeros((4, 4))), "singular"),

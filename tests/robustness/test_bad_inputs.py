@@ -61,6 +61,7 @@ def build_corpus(folder: Path, phantom_t1, phantom_small) -> dict[str, tuple[Pat
     add("constant.nii.gz", "same value", data_=np.full_like(small, 7.0))
     add("zero_voxels.nii.gz", "zero voxels", data_=np.zeros((0, 4, 4), np.float32))
     add("singular_affine.nii", "singular", affine_=np.zeros((4, 4)))
+    add("single_slice.nii.gz", r"1 slice\(s\) along axis 2", data_=np.ascontiguousarray(small[:, :, :1]))
     add("huge_voxels.nii.gz", "absurd voxel size", affine_=np.diag([25.0, 25.0, 25.0, 1.0]))
     add("tiny_voxels.nii.gz", None, data_=small, affine_=np.diag([0.05, 0.05, 0.05, 1.0]))
 
