@@ -69,7 +69,7 @@ def cmd_segment(args: Namespace) -> int:
     def make() -> Segmenter:
         segmenters.append(Segmenter(args.model, device=device, tta=args.tta, threads=args.threads,
                                     modality=args.modality, amp=args.amp, experts=args.experts,
-                                    cleanup=args.cleanup))
+                                    cleanup=args.cleanup, pose=args.pose))
         return segmenters[0]
 
     report = batch.run_batch(inputs, out, make, posteriors=args.posteriors, qc=args.qc, png=args.png,
@@ -296,8 +296,12 @@ def cmd_export(args: Namespace) -> int:
 def cmd_calibrate(args: Namespace) -> int:
     import torch
 
-    from synthseg.training.routing import calibrate_routing
+    from synthseg.training.routing import calibrate_pose, calibrate_routing
 
+    if args.pose_only:
+        card = calibrate_pose(args.model, templates=args.templates)
+        print(f"reference head pose stored: {card}")
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     card = calibrate_routing(args.model, draws=args.draws, templates=args.templates, device=args.device, amp=args.amp,

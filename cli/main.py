@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cleanup", action=argparse.BooleanOptionalAction, default=True,
                    help="give stray islands of cortex, white matter, cerebellar cortex and deep nuclei the label "
                         "around them (default: on; posteriors are left as the network gave them)")
+    p.add_argument("--pose", action=argparse.BooleanOptionalAction, default=True,
+                   help="segment a head turned more than 15 degrees from the model's training pose again on a "
+                        "working grid turned with it (default: on)")
     p.add_argument("--modality", default="auto", choices=["auto", "mr", "ct"],
                    help="intensity handling: auto recognises CT from its Hounsfield range; ct also reads "
                         "HU + 1024 and Cormack units")
@@ -122,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add the checkpoint to the model folder -o as its expert for this contrast")
 
     p = sub.add_parser("calibrate", help="fit how a model folder routes MR scans among its contrast experts "
-                       "(again after exporting a new general network)")
+                       "(again after exporting a new general network) and store its templates' head pose")
     p.add_argument("model", help="model folder with model.json and at least two MR experts")
     p.add_argument("--draws", type=whole_number(1), default=1,
                    help="renders of each training template per expert contrast and slice regime (default: 1)")
@@ -132,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=whole_number(0), help="CPU threads (default or 0: torch's default)")
     p.add_argument("--amp", default="auto", choices=["auto", "off", "bf16", "fp16"],
                    help="autocast of the general network's passes, as in segment (default: auto)")
+    p.add_argument("--pose-only", action="store_true",
+                   help="only store the training templates' reference head pose (seconds; routing kept)")
 
     p = sub.add_parser("evaluate", help="Dice, HD95 and volume differences against reference labels")
     p.add_argument("predictions", nargs="+", metavar="PRED")

@@ -33,6 +33,8 @@ from synthseg.io.geometry import (BoundingBox, argmax_to_grid, grid_for_spacing,
                                   to_canonical)
 from synthseg.io.image import Image, load_image, looks_like_label_map, save_image, validate_image, write_atomic
 from synthseg.inference.experts import choose_expert, contrast_signature, signature_as_list
+from synthseg.inference.pose import (MAX_RESIDUAL_MM, POSE_TURN_DEGREES, head_rotation, rotation_degrees,
+                                    structure_centroids, turned_grid)
 from synthseg.inference.model import LoadedModel, load_model
 from synthseg.inference.preprocessing import (CT_SCALE_NAMES, MODALITIES, ct_scale, detect_modality, head_box_mask,
                                               normalize, to_hounsfield)
@@ -67,6 +69,9 @@ class SegmentationResult:
     # the expert (None: no MR experts, or CT); kept so a route can be checked and rules compared
     signature: list[float | None] | None = None
     skull_stripped: bool = False  # too little skull and scalp found: extra-cerebral volumes are not meaningful
+    # the head's turn from the model's reference pose, read from the first grid's labels ({"degrees", "turned"};
+    # turned: segmented again on a working grid turned with it), None when the model has no reference pose
+    pose: dict | None = None
 
     def save(self, destination: str | Path, stem: str | None = None, qc: bool = False) -> dict[str, Path]:
         """Write the labels (plus posteriors and ``_qc.json`` when present/asked) where :func:`output_paths` says.
@@ -84,7 +89,7 @@ class SegmentationResult:
         if qc:
             written["qc"] = paths["qc"]
             summary = {"modality": self.modality, "expert": self.expert, "contrast_signature": self.signature,
-                       "skull_stripped": self.skull_stripped,
+                       "skull_stripped": self.skull_stripped, "pose": self.pose,
                        "volumes_ml": self.volumes, "structures": self.qc}
             text = json.dumps(summary, indent=2) + "\n"
             write_atomic(paths["qc"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
@@ -146,7 +151,7 @@ class Segmenter:
 
     def __init__(self, model: str | Path | None = None, device: str = "auto", tta: bool = True,
                  threads: int | None = None, modality: str = "auto", overlap: float = 0.5,
-                 amp: str = "auto", experts: bool = True, cleanup: bool = True) -> None:
+                 amp: str = "auto", experts: bool = True, cleanup: bool = True, pose: bool = True) -> None:
         check_options(threads=threads, modality=modality, overlap=overlap, amp=amp)
         if threads:
             torch.set_num_threads(int(threads))
@@ -157,6 +162,7 @@ class Segmenter:
         self.overlap = overlap
         self.amp = amp
         self.cleanup = cleanup
+        self.pose = pose
 
     @classmethod
     def from_network(cls, network: torch.nn.Module, card: dict, device: str = "cpu", **options) -> "Segmenter":
@@ -171,6 +177,7 @@ class Segmenter:
         self.overlap = options.get("overlap", 0.5)
         self.amp = options.get("amp", "auto")
         self.cleanup = options.get("cleanup", False)
+        self.pose = options.get("pose", False)
         return self
 
     @property
@@ -194,17 +201,22 @@ class Segmenter:
         canonical = to_canonical(image.with_data(data))
         timings["preprocess_s"], timings["inference_s"] = time.perf_counter() - t, 0.0
         grids: list[tuple[np.ndarray, BoundingBox, np.ndarray]] = []  # (head-crop probabilities, crop, affine)
+        turn, pose = None, None  # the working grids' turn (rotation, head centre in world mm) once pose is read
         for factor in TTA_SPACING_FACTORS if self.tta else TTA_SPACING_FACTORS[:1]:
             t = time.perf_counter()
             spacing = factor * float(self.card["spacing_mm"])
-            work, box, work_affine = self._prepare(self._antialiased(canonical, spacing), modality, spacing)
+            antialiased = self._antialiased(canonical, spacing)
+            work, box, work_affine = self._prepare(antialiased, modality, spacing)
             timings["preprocess_s"] += time.perf_counter() - t
             t = time.perf_counter()
-            if not grids:  # the first grid chooses the network, the finer one reuses it
+            if not grids:  # the first grid chooses the network and reads the pose, the finer one reuses both
                 probs, chosen, signature, network = self._infer(work, modality)
+                pose, turn = self._read_pose(probs, box, work_affine, spacing)
+            if grids or turn is not None:
+                probs = self._predict_turned(antialiased, modality, spacing, turn, network, box, work_affine) \
+                    if turn is not None else self._predict(work, network, self._flips())
+            if not grids:
                 first_grid = probs
-            else:
-                probs = self._predict(work, network, self._flips())
             timings["inference_s"] += time.perf_counter() - t
             grids.append((probs, box, work_affine))
         t = time.perf_counter()
@@ -233,6 +245,7 @@ class Segmenter:
         timings["total_s"] = time.perf_counter() - start
         return SegmentationResult(label_img, volumes, qc, modality, {k: round(v, 3) for k, v in timings.items()},
                                   post_img, image.path, warnings=warnings, expert=chosen, skull_stripped=stripped,
+                                  pose=pose,
                                   signature=None if signature is None else signature_as_list(signature))
 
     def routing_signature(self, x: Any, affine: np.ndarray | None = None) -> np.ndarray:
@@ -283,15 +296,56 @@ class Segmenter:
         return canonical.with_data(blur(torch.from_numpy(canonical.data), sigmas).numpy())
 
     @staticmethod
-    def _prepare(canonical: Image, modality: str, spacing: float) -> tuple[np.ndarray, BoundingBox, np.ndarray]:
+    def _prepare(canonical: Image, modality: str, spacing: float, turn: tuple[np.ndarray, np.ndarray] | None = None
+                 ) -> tuple[np.ndarray, BoundingBox, np.ndarray]:
         """From :meth:`_antialiased`'s image: the normalised working-grid array (``spacing`` mm) cropped to
-        the head, the crop box and the grid's affine."""
+        the head, the crop box and the grid's affine; with ``turn`` (rotation in the grid's voxel frame, head
+        centre in world mm) the grid is turned with the head (:func:`synthseg.inference.pose.turned_grid`)."""
         shape, affine = grid_for_spacing(canonical.shape, canonical.affine, spacing)
-        work = resample_to_grid(canonical.data, canonical.affine, shape, affine, order=1,
-                                fill=float(canonical.data.min()))
+        fill = float(canonical.data.min())
+        if turn is not None:  # corners beyond the scan's field of view: filled like its air, not an outlier
+            rotation, centre = turn
+            shape, affine = turned_grid(shape, affine, rotation, (np.linalg.inv(affine) @ np.append(centre, 1))[:3])
+            fill = float(np.percentile(canonical.data.reshape(-1)[:: max(1, canonical.data.size // 1_000_000)], 0.5))
+        work = resample_to_grid(canonical.data, canonical.affine, shape, affine, order=1, fill=fill)
         work = normalize(work, modality)
         box = BoundingBox.around(head_box_mask(work), margin=4)
         return work[box.slices], box, affine
+
+    def _read_pose(self, probs: np.ndarray, box: BoundingBox, affine: np.ndarray, spacing: float
+                   ) -> tuple[dict | None, tuple[np.ndarray, np.ndarray] | None]:
+        """The head's turn from the model's reference pose under the first grid's labels, and the working
+        grids' turn when it exceeds ``POSE_TURN_DEGREES`` and the constellation fits the reference within
+        ``MAX_RESIDUAL_MM`` (``None``: segment on the grids as they are)."""
+        reference = self.card.get("pose")
+        if not self.pose or not reference:
+            return None, None
+        offset = np.array([s.start for s in box.slices], dtype=float)
+        centroids = structure_centroids(probs.argmax(0), spacing)
+        fit = head_rotation(dict(zip(reference["ids"], reference["centroids_mm"])), centroids)
+        if fit is None:
+            return None, None
+        rotation, residual = fit
+        degrees = rotation_degrees(rotation)
+        pose = {"degrees": round(degrees, 1), "residual_mm": round(residual, 1), "turned": False}
+        if degrees <= POSE_TURN_DEGREES or residual > MAX_RESIDUAL_MM:
+            return pose, None
+        centre_vox = np.mean(list(centroids.values()), axis=0) / spacing + offset
+        centre = (affine @ np.append(centre_vox, 1))[:3]
+        return {**pose, "turned": True}, (rotation, centre)
+
+    def _predict_turned(self, antialiased: Image, modality: str, spacing: float, turn: tuple[np.ndarray, np.ndarray],
+                        network: torch.nn.Module, box: BoundingBox, affine: np.ndarray) -> np.ndarray:
+        """Probabilities from a working grid turned with the head, brought back (linearly) onto the
+        straight grid's head crop (``box`` of the grid ``affine``), where everything downstream reads them."""
+        turned, turned_box, turned_affine = self._prepare(antialiased, modality, spacing, turn)
+        probs = self._predict(turned, network, self._flips())
+        probs[0] -= 1.0  # background minus one: outside the turned crop it fills with 0, i.e. background 1
+        crop = tuple(b - a for a, b in zip(box.start, box.stop))
+        back = resample_to_grid(probs, turned_box.cropped_affine(turned_affine), crop, box.cropped_affine(affine),
+                                order=1, fill=0.0)
+        back[0] += 1.0
+        return back
 
     def _infer(self, work: np.ndarray, modality: str
                ) -> tuple[np.ndarray, dict | None, np.ndarray | None, torch.nn.Module]:

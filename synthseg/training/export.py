@@ -43,6 +43,16 @@ def volume_ranges(template_folder: str, names: list[str]) -> dict[str, list[floa
     return {k: [round(min(v), 2), round(max(v), 2)] for k, v in volumes.items()}
 
 
+def _pose_if_readable(config: dict) -> dict:
+    """The templates' reference head pose, or ``{}`` (no turned grids) when the template folder is gone."""
+    from synthseg.training.routing import template_pose
+
+    try:
+        return template_pose(config)
+    except SynthSegError:
+        return {}
+
+
 def export_model(checkpoint: str | Path, out_dir: str | Path, *, fp16: bool = True, name: str | None = None,
                  evaluation: dict | None = None, notes: str = "") -> Path:
     """Write ``model.pt`` (state dict, fp16 by default) and ``model.json`` into ``out_dir``.
@@ -74,6 +84,7 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, fp16: bool = Tr
                      "config": config},
         "validation": history[-1] if history else {},
         "volume_ranges_ml": volume_ranges(config["data"]["templates"], state.get("templates", [])),
+        "pose": _pose_if_readable(config),
         "evaluation": evaluation or {},
         "notes": notes,
         "weights": WEIGHTS,
