@@ -1,16 +1,23 @@
-"""Real scans re-sliced thicker: how much Dice a model loses when a real scan has thick slices.
+"""Real scans acquired differently: how much Dice a model loses to thick slices or a tilted head.
 
-The synthetic held-out set of `accuracy.py` already has 6 mm renders; this measures the same on real
-images with references — FreeSurfer's bert (norm.mgz against aseg) and the first IXI T1 scans (against
-their MUSE labels). Each scan is re-sliced retrospectively along one voxel axis at a time: every ``k``
-consecutive slices are averaged (a rectangular slice profile, contiguous slices, as a 2D multi-slice
-acquisition writes them) and the slab centres become the new voxel centres in the affine. The thick scan is
-segmented as a user would give it, and Dice is measured on its own grid against the reference sampled at
-the slab centres (``k`` is odd, so each centre is a reference slice). Each scan's first row is the scan as
-acquired, so every figure has its reference run in the same process.
+The synthetic held-out set of `accuracy.py` has 6 mm renders but no real scan changed in a known way; here
+real images with references — FreeSurfer's bert (norm.mgz against aseg) and the IXI T1 scans (against their
+MUSE labels) — are changed retrospectively, and the reference with them:
 
-    python benchmarks/real_resolution.py [--model NAME] [--bert-factors 3,5,7] [--ixi 5] [--ixi-factors 3]
-                                         [--tta] [--amp auto|off|bf16|fp16] [--json OUT]
+- *thick slices*: along one voxel axis at a time, every ``k`` consecutive slices are averaged (a rectangular
+  slice profile, contiguous slices, as a 2D multi-slice acquisition writes them) and the slab centres become
+  the voxel centres in the affine; the reference is taken at the slab centres (``k`` odd: each centre is a
+  reference slice), so Dice is measured on the thick grid the user gets labels on;
+- *tilt*: the scan is resampled (cubic) on a grid turned about its centre, about one world axis at a time
+  (pitch about left-right, roll about anterior-posterior, yaw about inferior-superior), with the turned
+  affine: the head sits tilted in voxel space — as a head positioned at an angle in the scanner, or an
+  oblique acquisition, shows it to a network — while world positions stay right, so the prediction is
+  scored on the untouched reference (brought onto its grid by world position, nearest neighbour).
+
+Each scan's first row is the scan as acquired, so every figure has its reference run in the same process.
+
+    python benchmarks/real_robustness.py [--model NAME] [--bert-factors 3,5,7] [--ixi 21] [--ixi-factors 3]
+                                         [--tilts 15,30] [--tta] [--amp auto|off|bf16|fp16] [--json OUT]
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -28,13 +36,18 @@ from synthseg.device import AMP_MODES
 
 BRAIN = ["GM", "WM", "CSF", "CSFv", "cerGM", "Thal", "Pal", "Put", "Caud", "Accu", "Amyg", "Hippo"]
 PLANES = {"L": "sagittal", "R": "sagittal", "A": "coronal", "P": "coronal", "S": "axial", "I": "axial"}
+TILTS = {"pitch": 0, "roll": 1, "yaw": 2}  # the RAS world axis each rotation turns about
+
+# a change of acquisition: (image data, affine, reference labels) -> the image's data and affine after it,
+# and the reference and its affine to score against
+Change = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 
 
-def odd_factors(text: str) -> list[int]:
-    factors = [int(f) for f in text.split(",") if f.strip()]
-    if any(f < 1 or f % 2 == 0 for f in factors):
-        raise SystemExit(f"factors must be odd and >= 1 (each slab centre must be a reference slice): {text}")
-    return factors
+def numbers(text: str, odd: bool = False) -> list[int]:
+    values = [int(f) for f in text.split(",") if f.strip()]
+    if odd and any(v < 1 or v % 2 == 0 for v in values):
+        raise SystemExit(f"slab sizes must be odd and >= 1 (each slab centre must be a reference slice): {text}")
+    return values
 
 
 def reslice_thick(data: np.ndarray, affine: np.ndarray, axis: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -49,57 +62,85 @@ def reslice_thick(data: np.ndarray, affine: np.ndarray, axis: int, k: int) -> tu
     return np.moveaxis(thick, 0, axis), new_affine
 
 
-def centre_slices(labels: np.ndarray, axis: int, k: int) -> np.ndarray:
-    """The reference at the slab centres of :func:`reslice_thick`."""
-    n = labels.shape[axis] // k * k
-    return np.take(labels, np.arange(k // 2, n, k), axis=axis)
+def thick_slices(axis: int, k: int) -> Change:
+    def change(data, affine, ref):
+        thick, new_affine = reslice_thick(data, affine, axis, k)
+        n = ref.shape[axis] // k * k
+        return thick, new_affine, np.take(ref, np.arange(k // 2, n, k), axis=axis), new_affine
+    return change
 
 
-def scan_rows(segmenter, name: str, scan, ref, mapping: str, factors: list[int]) -> list[dict]:
-    """The scan as acquired, then re-sliced by each factor along each of its three axes."""
+def tilt(world_axis: int, degrees: float) -> Change:
+    """The head turned by ``degrees`` about a world axis through the grid's centre, in voxel space: the
+    new grid's voxels sample the scan along rotated lines (cubic) and its affine says where, so the world
+    positions — and the reference, untouched — stay right. To the network (which reads voxel space) it is
+    a tilted head; to the header an oblique acquisition."""
+    def change(data, affine, ref):
+        from synthseg.io.geometry import resample_to_grid
+
+        angle = np.deg2rad(degrees)
+        a, b = [i for i in range(3) if i != world_axis]
+        rotation = np.eye(4)
+        rotation[[a, a, b, b], [a, b, a, b]] = [np.cos(angle), -np.sin(angle), np.sin(angle), np.cos(angle)]
+        centre = affine @ np.append((np.asarray(data.shape) - 1) / 2, 1)
+        to_centre, back = np.eye(4), np.eye(4)
+        to_centre[:3, 3], back[:3, 3] = -centre[:3], centre[:3]
+        tilted = back @ rotation @ to_centre @ affine
+        image = resample_to_grid(data.astype(np.float32), affine, data.shape, tilted, order=3, fill=float(data.min()))
+        return np.clip(image, data.min(), data.max()), tilted, ref, affine  # no cubic overshoot below the air
+    return change
+
+
+def changes(affine: np.ndarray, factors: list[int], tilts: list[int]) -> list[tuple[str, Change | None]]:
     import nibabel as nib
 
+    codes = nib.aff2axcodes(affine)
+    spacing = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
+    out: list[tuple[str, Change | None]] = [("as acquired", None)]
+    out += [(f"{PLANES[codes[a]]} {k * spacing[a]:g} mm", thick_slices(a, k)) for k in factors for a in range(3)]
+    out += [(f"{name} {d} deg", tilt(axis, d)) for d in tilts for name, axis in TILTS.items()]
+    return out
+
+
+def scan_rows(segmenter, name: str, scan, ref, mapping: str, factors: list[int], tilts: list[int]) -> list[dict]:
+    """The scan as acquired, then under each change."""
     from synthseg.evaluation.evaluate import evaluate_pair, onto_grid
     from synthseg.io.image import Image
     from synthseg.labels.mapping import load_mapping
 
     table = load_mapping(mapping)
     ref_on_scan = onto_grid(ref, scan)  # the reference on the scan's grid (the same grid for these data)
-    codes = nib.aff2axcodes(scan.affine)
     rows = []
-    for axis, k in [(None, 1)] + [(a, k) for k in factors for a in range(3)]:
-        if axis is None:
-            image, reference = scan, Image(ref_on_scan, scan.affine)
-        else:
-            data, affine = reslice_thick(scan.data, scan.affine, axis, k)
-            image, reference = Image(data, affine), Image(centre_slices(ref_on_scan, axis, k), affine)
-        result = segmenter.segment(image)
-        labels = Image(np.asarray(result.labels.dataobj), image.affine)
-        dice = {r["structure"]: r["dice"] for r in evaluate_pair(labels, reference, table, hd95=False).rows}
-        spacing = "x".join(f"{s:.1f}" for s in image.spacing)
-        plane = "as acquired" if axis is None else f"{PLANES[codes[axis]]} {image.spacing[axis]:g} mm"
-        row = {"scan": name, "slices": plane, "voxel_mm": spacing, "mean12": float(np.mean([dice[s] for s in BRAIN])),
-               "dice": dice, "route": result.expert["contrast"] if result.expert else "general",
+    for label, change in changes(scan.affine, factors, tilts):
+        data, affine, labels, ref_affine = np.asarray(scan.data), scan.affine, ref_on_scan, scan.affine
+        if change is not None:
+            data, affine, labels, ref_affine = change(data, affine, labels)
+        result = segmenter.segment(Image(data, affine))
+        pred = Image(np.asarray(result.labels.dataobj), affine)  # onto the reference's grid by world position
+        scored = evaluate_pair(pred, Image(labels, ref_affine), table, hd95=False)
+        dice = {r["structure"]: r["dice"] for r in scored.rows}
+        row = {"scan": name, "change": label, "mean12": float(np.mean([dice[s] for s in BRAIN])), "dice": dice,
+               "route": result.expert["contrast"] if result.expert else "general", "pose": result.pose,
                "seconds": result.timings["total_s"]}
         rows.append(row)
-        print(f"  {name:<24} {plane:<14} {spacing:<13} mean-12 {row['mean12']:.3f}  route {row['route']}", flush=True)
+        turn = f"  pose {result.pose['degrees']:.0f} deg{' turned' if result.pose['turned'] else ''}" if result.pose else ""
+        print(f"  {name:<20} {label:<16} mean-12 {row['mean12']:.3f}  route {row['route']}{turn}", flush=True)
     return rows
 
 
 def summarise(rows: list[dict]) -> list[str]:
-    """Mean-12 per re-slicing, each as a ratio to the same scans as acquired."""
-    baseline = {r["scan"]: r["mean12"] for r in rows if r["slices"] == "as acquired"}
+    """Mean-12 per change and data set, with its ratio to the same scans as acquired."""
+    baseline = {r["scan"]: r["mean12"] for r in rows if r["change"] == "as acquired"}
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
-        group = "bert" if r["scan"] == "bert" else "ixi"
-        groups.setdefault((group, r["slices"]), []).append(r)
-    lines = [f"{'data':<5} {'slices':<14} {'n':>2} {'mean-12':>8} {'ratio':>6}  lowest structure"]
-    for (group, plane), members in groups.items():
+        groups.setdefault(("bert" if r["scan"] == "bert" else "ixi", r["change"]), []).append(r)
+    lines = [f"{'data':<5} {'change':<16} {'n':>2} {'mean-12':>8} {'ratio':>6}  lowest structure"]
+    for (group, label), members in groups.items():
         value = float(np.mean([m["mean12"] for m in members]))
         ratio = float(np.mean([m["mean12"] / baseline[m["scan"]] for m in members]))
         per_structure = {s: np.mean([m["dice"][s] for m in members]) for s in BRAIN if s != "CSF" or group != "bert"}
         low = min(per_structure, key=per_structure.get)
-        lines.append(f"{group:<5} {plane:<14} {len(members):>2} {value:>8.4f} {ratio:>6.3f}  {low} {per_structure[low]:.3f}")
+        lines.append(f"{group:<5} {label:<16} {len(members):>2} {value:>8.4f} {ratio:>6.3f}  {low} {per_structure[low]:.3f}")
     return lines
 
 
@@ -107,30 +148,34 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default=None)
     parser.add_argument("--bert-factors", default="3,5,7", help="odd slab sizes for bert (1 mm voxels)")
-    parser.add_argument("--ixi", type=int, default=5, help="how many IXI scans (sorted by name; 0: none)")
+    parser.add_argument("--ixi", type=int, default=21, help="how many IXI scans (sorted by name; 0: none)")
     parser.add_argument("--ixi-factors", default="3", help="odd slab sizes for IXI (2 mm voxels)")
+    parser.add_argument("--tilts", default="15,30", help="head tilts in degrees, each about three axes ('' : none)")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False,
                         help="test-time augmentation as in `synthseg segment` (default here: one pass)")
+    parser.add_argument("--pose", action=argparse.BooleanOptionalAction, default=True,
+                        help="turned working grids for turned heads, as in `synthseg segment` (default: on)")
     parser.add_argument("--amp", default="auto", choices=AMP_MODES)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    bert_factors, ixi_factors = odd_factors(args.bert_factors), odd_factors(args.ixi_factors)
-    header("real scans re-sliced thicker")
+    bert_factors, ixi_factors = numbers(args.bert_factors, odd=True), numbers(args.ixi_factors, odd=True)
+    tilts = numbers(args.tilts)
+    header("real scans acquired differently")
     from synthseg.inference.segmenter import Segmenter
     from synthseg.io.image import load_image
 
     bert_dir, ixi_dir = SHARED / "dev" / "freesurfer_bert", SHARED / "dev" / "ixi"
     if not bert_dir.is_dir():
         raise SystemExit(f"{bert_dir}: not found (the shared dev data are needed)")
-    segmenter = Segmenter(args.model, device="cpu", tta=args.tta, amp=args.amp)
-    print(f"model {segmenter.card['name']}, tta {args.tta}, amp {args.amp}")
+    segmenter = Segmenter(args.model, device="cpu", tta=args.tta, amp=args.amp, pose=args.pose)
+    print(f"model {segmenter.card['name']}, tta {args.tta}, amp {args.amp}, pose {args.pose}")
     start = time.perf_counter()
     rows = scan_rows(segmenter, "bert", load_image(bert_dir / "norm.mgz"),
-                     load_image(bert_dir / "aseg.mgz", labels=True), "aseg", bert_factors)
+                     load_image(bert_dir / "aseg.mgz", labels=True), "aseg", bert_factors, tilts)
     for scan in sorted((ixi_dir / "t1").glob("*.nii.gz"))[:args.ixi]:
         stem = scan.name.split(".nii")[0]
         ref = next((ixi_dir / "dlmuse").glob(f"{stem}*"))
-        rows += scan_rows(segmenter, stem, load_image(scan), load_image(ref, labels=True), "muse", ixi_factors)
+        rows += scan_rows(segmenter, stem, load_image(scan), load_image(ref, labels=True), "muse", ixi_factors, tilts)
     print("\n".join(summarise(rows)))
     print(f"{len(rows)} segmentations in {time.perf_counter() - start:.0f} s")
     if args.json:
