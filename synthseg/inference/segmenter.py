@@ -69,8 +69,9 @@ class SegmentationResult:
     # the expert (None: no MR experts, or CT); kept so a route can be checked and rules compared
     signature: list[float | None] | None = None
     skull_stripped: bool = False  # too little skull and scalp found: extra-cerebral volumes are not meaningful
-    # the head's turn from the model's reference pose, read from the first grid's labels ({"degrees", "turned"};
-    # turned: segmented again on a working grid turned with it), None when the model has no reference pose
+    # the head's turn from the model's reference pose, read from the first grid's labels ({"degrees",
+    # "residual_mm" of the fit, "turned": segmented again on working grids turned with it}), None when the model
+    # has no reference pose or pose=False
     pose: dict | None = None
 
     def save(self, destination: str | Path, stem: str | None = None, qc: bool = False) -> dict[str, Path]:
