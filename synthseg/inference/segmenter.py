@@ -40,6 +40,7 @@ from synthseg.inference.preprocessing import (CT_SCALE_NAMES, MODALITIES, ct_sca
                                               normalize, to_hounsfield)
 from synthseg.labels.protocol import NUM_CLASSES, STRUCTURES
 from synthseg.synthesis.acquisition import blur
+from synthseg.synthesis.intensity import MR_PERCENTILES, robust_quantiles
 
 INTRACRANIAL = tuple(range(1, 15))  # brain, CSF, dura and vessels: everything inside the skull
 # Skull + rest of head below this fraction of the intracranial volume: the input was skull-stripped. Measured
@@ -213,11 +214,13 @@ class Segmenter:
             if not grids:  # the first grid chooses the network and reads the pose, the finer one reuses both
                 probs, chosen, signature, network = self._infer(work, modality)
                 pose, turn = self._read_pose(probs, box, work_affine, spacing)
-            if grids or turn is not None:
-                probs = self._predict_turned(antialiased, modality, spacing, turn, network, box, work_affine) \
-                    if turn is not None else self._predict(work, network, self._flips())
-            if not grids:
+                if turn is not None:
+                    probs = self._predict_turned(antialiased, modality, spacing, turn, network, box, work_affine)
                 first_grid = probs
+            elif turn is not None:
+                probs = self._predict_turned(antialiased, modality, spacing, turn, network, box, work_affine)
+            else:
+                probs = self._predict(work, network, self._flips())
             timings["inference_s"] += time.perf_counter() - t
             grids.append((probs, box, work_affine))
         t = time.perf_counter()
@@ -307,7 +310,7 @@ class Segmenter:
         if turn is not None:  # corners beyond the scan's field of view: filled like its air, not an outlier
             rotation, centre = turn
             shape, affine = turned_grid(shape, affine, rotation, (np.linalg.inv(affine) @ np.append(centre, 1))[:3])
-            fill = float(np.percentile(canonical.data.reshape(-1)[:: max(1, canonical.data.size // 1_000_000)], 0.5))
+            fill = float(robust_quantiles(torch.from_numpy(canonical.data), (MR_PERCENTILES[0],))[0])
         work = resample_to_grid(canonical.data, canonical.affine, shape, affine, order=1, fill=fill)
         work = normalize(work, modality)
         box = BoundingBox.around(head_box_mask(work), margin=4)
