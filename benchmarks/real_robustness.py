@@ -17,7 +17,7 @@ MUSE labels) — are changed retrospectively, and the reference with them:
 Each scan's first row is the scan as acquired, so every figure has its reference run in the same process.
 
     python benchmarks/real_robustness.py [--model NAME] [--bert-factors 3,5,7] [--ixi 21] [--ixi-factors 3]
-                                         [--tilts 15,30] [--tta] [--amp auto|off|bf16|fp16] [--json OUT]
+                                         [--tilts 15,30] [--round-trip] [--tta] [--amp auto|off|bf16|fp16] [--json OUT]
 """
 
 from __future__ import annotations
@@ -70,11 +70,13 @@ def thick_slices(axis: int, k: int) -> Change:
     return change
 
 
-def tilt(world_axis: int, degrees: float) -> Change:
+def tilt(world_axis: int, degrees: float, round_trip: bool = False) -> Change:
     """The head turned by ``degrees`` about a world axis through the grid's centre, in voxel space: the
     new grid's voxels sample the scan along rotated lines (cubic) and its affine says where, so the world
     positions — and the reference, untouched — stay right. To the network (which reads voxel space) it is
-    a tilted head; to the header an oblique acquisition."""
+    a tilted head; to the header an oblique acquisition. ``round_trip``: resampled back onto the scan's own
+    grid (cubic again), the head as acquired with the tilt's interpolation losses twice — the floor a
+    perfect undoing of the tilt could reach."""
     def change(data, affine, ref):
         from synthseg.io.geometry import resample_to_grid
 
@@ -86,12 +88,18 @@ def tilt(world_axis: int, degrees: float) -> Change:
         to_centre, back = np.eye(4), np.eye(4)
         to_centre[:3, 3], back[:3, 3] = -centre[:3], centre[:3]
         tilted = back @ rotation @ to_centre @ affine
-        image = resample_to_grid(data.astype(np.float32), affine, data.shape, tilted, order=3, fill=float(data.min()))
-        return np.clip(image, data.min(), data.max()), tilted, ref, affine  # no cubic overshoot below the air
+        low, high = float(data.min()), float(data.max())
+        image = resample_to_grid(data.astype(np.float32), affine, data.shape, tilted, order=3, fill=low)
+        image = np.clip(image, low, high)  # no cubic overshoot below the air
+        if not round_trip:
+            return image, tilted, ref, affine
+        again = resample_to_grid(image, tilted, data.shape, affine, order=3, fill=low)
+        return np.clip(again, low, high), affine, ref, affine
     return change
 
 
-def changes(affine: np.ndarray, factors: list[int], tilts: list[int]) -> list[tuple[str, Change | None]]:
+def changes(affine: np.ndarray, factors: list[int], tilts: list[int], round_trip: bool = False
+            ) -> list[tuple[str, Change | None]]:
     import nibabel as nib
 
     codes = nib.aff2axcodes(affine)
@@ -99,10 +107,13 @@ def changes(affine: np.ndarray, factors: list[int], tilts: list[int]) -> list[tu
     out: list[tuple[str, Change | None]] = [("as acquired", None)]
     out += [(f"{PLANES[codes[a]]} {k * spacing[a]:g} mm", thick_slices(a, k)) for k in factors for a in range(3)]
     out += [(f"{name} {d} deg", tilt(axis, d)) for d in tilts for name, axis in TILTS.items()]
+    if round_trip:
+        out += [(f"{name} {d} deg back", tilt(axis, d, True)) for d in tilts for name, axis in TILTS.items()]
     return out
 
 
-def scan_rows(segmenter, name: str, scan, ref, mapping: str, factors: list[int], tilts: list[int]) -> list[dict]:
+def scan_rows(segmenter, name: str, scan, ref, mapping: str, factors: list[int], tilts: list[int],
+              round_trip: bool = False) -> list[dict]:
     """The scan as acquired, then under each change."""
     from synthseg.evaluation.evaluate import evaluate_pair, onto_grid
     from synthseg.io.image import Image
@@ -111,7 +122,7 @@ def scan_rows(segmenter, name: str, scan, ref, mapping: str, factors: list[int],
     table = load_mapping(mapping)
     ref_on_scan = onto_grid(ref, scan)  # the reference on the scan's grid (the same grid for these data)
     rows = []
-    for label, change in changes(scan.affine, factors, tilts):
+    for label, change in changes(scan.affine, factors, tilts, round_trip):
         data, affine, labels, ref_affine = np.asarray(scan.data), scan.affine, ref_on_scan, scan.affine
         if change is not None:
             data, affine, labels, ref_affine = change(data, affine, labels)
@@ -155,6 +166,8 @@ def main() -> None:
                         help="test-time augmentation as in `synthseg segment` (default here: one pass)")
     parser.add_argument("--pose", action=argparse.BooleanOptionalAction, default=True,
                         help="turned working grids for turned heads, as in `synthseg segment` (default: on)")
+    parser.add_argument("--round-trip", action="store_true",
+                        help="also each tilt resampled back onto the scan's grid: its interpolation losses alone")
     parser.add_argument("--amp", default="auto", choices=AMP_MODES)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -171,11 +184,12 @@ def main() -> None:
     print(f"model {segmenter.card['name']}, tta {args.tta}, amp {args.amp}, pose {args.pose}")
     start = time.perf_counter()
     rows = scan_rows(segmenter, "bert", load_image(bert_dir / "norm.mgz"),
-                     load_image(bert_dir / "aseg.mgz", labels=True), "aseg", bert_factors, tilts)
+                     load_image(bert_dir / "aseg.mgz", labels=True), "aseg", bert_factors, tilts, args.round_trip)
     for scan in sorted((ixi_dir / "t1").glob("*.nii.gz"))[:args.ixi]:
         stem = scan.name.split(".nii")[0]
         ref = next((ixi_dir / "dlmuse").glob(f"{stem}*"))
-        rows += scan_rows(segmenter, stem, load_image(scan), load_image(ref, labels=True), "muse", ixi_factors, tilts)
+        rows += scan_rows(segmenter, stem, load_image(scan), load_image(ref, labels=True), "muse", ixi_factors, tilts,
+                          args.round_trip)
     print("\n".join(summarise(rows)))
     print(f"{len(rows)} segmentations in {time.perf_counter() - start:.0f} s")
     if args.json:
