@@ -103,8 +103,12 @@ def draw_of(case: str) -> str:
 
 
 def describe_route(result) -> str:
-    """Which network gave the labels: the general model or a contrast expert (with its correlation)."""
-    return f"expert {result.expert['contrast']} (r {result.expert['correlation']:.2f})" if result.expert else "general"
+    """Which network gave the labels: the general model or a contrast expert (with its correlation), and the
+    head's pose read (turned: segmented on turned working grids)."""
+    route = f"expert {result.expert['contrast']} (r {result.expert['correlation']:.2f})" if result.expert else "general"
+    if result.pose:
+        route += f", pose {result.pose['degrees']:.1f} deg{' turned' if result.pose['turned'] else ''}"
+    return route
 
 
 def real_t1(segmenter, tmp: Path) -> tuple[dict, dict]:
@@ -117,6 +121,10 @@ def real_t1(segmenter, tmp: Path) -> tuple[dict, dict]:
     results = [segmenter.segment(p) for p in images]
     passes = collections.Counter(f"expert {r.expert['contrast']}" if r.expert else "general" for r in results)
     print(f"  {', '.join(f'{name}: {n}' for name, n in passes.items())}", flush=True)
+    poses = [r.pose for r in results if r.pose]
+    if poses:
+        print(f"  pose read {min(p['degrees'] for p in poses):.1f}-{max(p['degrees'] for p in poses):.1f} deg, "
+              f"{sum(p['turned'] for p in poses)} turned", flush=True)
     preds = [r.save(tmp / "ixi")["labels"] for r in results]
     rows = [r for case in evaluate_files(preds, refs, "muse", hd95=False) for r in case.rows]
     per_case, volumes = {}, collections.defaultdict(lambda: [0.0, 0.0])
@@ -145,7 +153,9 @@ def contrast_consistency(segmenter, tmp: Path) -> dict:
 def bert(segmenter, tmp: Path) -> dict:
     from synthseg.evaluation.evaluate import evaluate_files
 
-    pred = segmenter.segment(SHARED / "dev" / "freesurfer_bert" / "norm.mgz").save(tmp / "bert")["labels"]
+    result = segmenter.segment(SHARED / "dev" / "freesurfer_bert" / "norm.mgz")
+    print(f"  bert: {describe_route(result)}", flush=True)
+    pred = result.save(tmp / "bert")["labels"]
     rows = evaluate_files([pred], [SHARED / "dev" / "freesurfer_bert" / "aseg.mgz"], "aseg", hd95=False)[0].rows
     return {r["structure"]: r["dice"] for r in rows}
 

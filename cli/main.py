@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="give stray islands of cortex, white matter, cerebellar cortex and deep nuclei the label "
                         "around them (default: on; posteriors are left as the network gave them)")
     p.add_argument("--pose", action=argparse.BooleanOptionalAction, default=True,
-                   help="segment a head turned more than 15 degrees from the model's training pose again on a "
+                   help="segment a head turned more than 12 degrees from the model's training pose again on a "
                         "working grid turned with it (default: on)")
     p.add_argument("--modality", default="auto", choices=["auto", "mr", "ct"],
                    help="intensity handling: auto recognises CT from its Hounsfield range; ct also reads "

@@ -33,8 +33,8 @@ from synthseg.io.geometry import (BoundingBox, argmax_to_grid, grid_for_spacing,
                                   to_canonical)
 from synthseg.io.image import Image, load_image, looks_like_label_map, save_image, validate_image, write_atomic
 from synthseg.inference.experts import choose_expert, contrast_signature, signature_as_list
-from synthseg.inference.pose import (MAX_RESIDUAL_MM, POSE_TURN_DEGREES, head_rotation, rotation_degrees,
-                                    structure_centroids, turned_grid)
+from synthseg.inference.pose import (MAX_RESIDUAL_MM, POSE_READS, POSE_REREAD_DEGREES, POSE_TURN_DEGREES,
+                                    head_rotation, rotation_degrees, structure_centroids, turned_grid)
 from synthseg.inference.model import LoadedModel, load_model
 from synthseg.inference.preprocessing import (CT_SCALE_NAMES, MODALITIES, ct_scale, detect_modality, head_box_mask,
                                               normalize, to_hounsfield)
@@ -70,9 +70,9 @@ class SegmentationResult:
     # the expert (None: no MR experts, or CT); kept so a route can be checked and rules compared
     signature: list[float | None] | None = None
     skull_stripped: bool = False  # too little skull and scalp found: extra-cerebral volumes are not meaningful
-    # the head's turn from the model's reference pose, read from the first grid's labels ({"degrees",
-    # "residual_mm" of the fit, "turned": segmented again on working grids turned with it}), None when the model
-    # has no reference pose or pose=False
+    # the head's turn from the model's reference pose ({"degrees" and "residual_mm" of the last read, "reads":
+    # the angle of every read — the first grid's, then each turned grid's — and "turned": segmented again on
+    # working grids turned with it}), None when the model has no reference pose or pose=False
     pose: dict | None = None
 
     def save(self, destination: str | Path, stem: str | None = None, qc: bool = False) -> dict[str, Path]:
@@ -213,9 +213,7 @@ class Segmenter:
             t = time.perf_counter()
             if not grids:  # the first grid chooses the network and reads the pose, the finer one reuses both
                 probs, chosen, signature, network = self._infer(work, modality)
-                pose, turn = self._read_pose(probs, box, work_affine, spacing)
-                if turn is not None:
-                    probs = self._predict_turned(antialiased, modality, spacing, turn, network, box, work_affine)
+                probs, pose, turn = self._settle_pose(probs, antialiased, modality, spacing, network, box, work_affine)
                 first_grid = probs
             elif turn is not None:
                 probs = self._predict_turned(antialiased, modality, spacing, turn, network, box, work_affine)
@@ -317,26 +315,50 @@ class Segmenter:
         return work[box.slices], box, affine
 
     def _read_pose(self, probs: np.ndarray, box: BoundingBox, affine: np.ndarray, spacing: float
-                   ) -> tuple[dict | None, tuple[np.ndarray, np.ndarray] | None]:
-        """The head's turn from the model's reference pose under the first grid's labels, and the working
-        grids' turn when it exceeds ``POSE_TURN_DEGREES`` and the constellation fits the reference within
-        ``MAX_RESIDUAL_MM`` (``None``: segment on the grids as they are)."""
-        reference = self.card.get("pose")
-        if not self.pose or not reference:
-            return None, None
+                   ) -> tuple[np.ndarray, float, np.ndarray] | None:
+        """The head's turn from the model's reference pose under the labels of ``probs`` (the head crop ``box``
+        of the grid ``affine``): the rotation in the grid's voxel frame, the fit's RMS residual (mm) and the
+        head's centre (world mm); ``None`` when too few structures are found."""
         offset = np.array([s.start for s in box.slices], dtype=float)
         centroids = structure_centroids(probs.argmax(0), spacing)
+        reference = self.card["pose"]
         fit = head_rotation(dict(zip(reference["ids"], reference["centroids_mm"])), centroids)
         if fit is None:
-            return None, None
-        rotation, residual = fit
-        degrees = rotation_degrees(rotation)
-        pose = {"degrees": round(degrees, 1), "residual_mm": round(residual, 1), "turned": False}
-        if degrees <= POSE_TURN_DEGREES or residual > MAX_RESIDUAL_MM:
-            return pose, None
+            return None
         centre_vox = np.mean(list(centroids.values()), axis=0) / spacing + offset
-        centre = (affine @ np.append(centre_vox, 1))[:3]
-        return {**pose, "turned": True}, (rotation, centre)
+        return fit[0], fit[1], (affine @ np.append(centre_vox, 1))[:3]
+
+    def _settle_pose(self, probs: np.ndarray, antialiased: Image, modality: str, spacing: float,
+                     network: torch.nn.Module, box: BoundingBox, affine: np.ndarray
+                     ) -> tuple[np.ndarray, dict | None, tuple[np.ndarray, np.ndarray] | None]:
+        """The first grid's probabilities, the head's pose and the working grids' turn (``None``: straight).
+
+        A head turned more than ``POSE_TURN_DEGREES`` whose constellation fits the reference within
+        ``MAX_RESIDUAL_MM`` is segmented again on a grid turned with it. The network reads a tilted head
+        toward the training pose, so the first read falls short of the turn; the turned grid's labels are read
+        again, and while a read differs from the turn applied by more than ``POSE_REREAD_DEGREES`` the grid is
+        turned anew, ``POSE_READS`` reads at most."""
+        if not self.pose or not self.card.get("pose"):
+            return probs, None, None
+        fit = self._read_pose(probs, box, affine, spacing)
+        if fit is None:
+            return probs, None, None
+        rotation, residual, centre = fit
+        reads = [rotation_degrees(rotation)]
+        turn = None
+        if reads[0] > POSE_TURN_DEGREES and residual <= MAX_RESIDUAL_MM:
+            while True:
+                turn = (rotation, centre)
+                probs = self._predict_turned(antialiased, modality, spacing, turn, network, box, affine)
+                fit = None if len(reads) == POSE_READS else self._read_pose(probs, box, affine, spacing)
+                if (fit is None or fit[1] > MAX_RESIDUAL_MM
+                        or rotation_degrees(fit[0].T @ rotation) <= POSE_REREAD_DEGREES):
+                    break
+                rotation, residual, centre = fit
+                reads.append(rotation_degrees(rotation))
+        pose = {"degrees": round(reads[-1], 1), "residual_mm": round(residual, 1), "turned": turn is not None,
+                "reads": [round(r, 1) for r in reads]}
+        return probs, pose, turn
 
     def _predict_turned(self, antialiased: Image, modality: str, spacing: float, turn: tuple[np.ndarray, np.ndarray],
                         network: torch.nn.Module, box: BoundingBox, affine: np.ndarray) -> np.ndarray:

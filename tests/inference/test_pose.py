@@ -73,10 +73,13 @@ def test_turned_grid_puts_a_turned_head_back_and_holds_the_field_of_view(phantom
     assert rotation_degrees(head_rotation(reference, structure_centroids(upright, 4.0))[0]) < 8.0
 
 
-def _segment_with_oracle(model, labels, affine, monkeypatch, degrees, reference):
+def _segment_with_oracle(model, labels, affine, monkeypatch, degrees, reference, first_pass_degrees=None):
     """Segment ``labels`` turned by ``degrees`` with a perfect network and ``reference`` as the card's pose:
-    the result, the turned truth and the working grids (world affines of their head crops) in order."""
+    the result, the turned truth and the working grids (world affines of their head crops) in order.
+    ``first_pass_degrees``: the first pass sees the head turned only that far, as a network pulling a tilted
+    head toward its training pose does."""
     tilted = _tilted(labels, _rotation(0, degrees))
+    first = tilted if first_pass_degrees is None else _tilted(labels, _rotation(0, first_pass_degrees))
     prepare = Segmenter._prepare
     grids = []
 
@@ -86,7 +89,8 @@ def _segment_with_oracle(model, labels, affine, monkeypatch, degrees, reference)
         return work, box, grid_affine
 
     def oracle(self, work, network, flips):  # a perfect network: the truth on the grid it is given
-        truth = resample_to_grid(tilted.astype(np.float32), affine, work.shape, grids[-1], order=0).astype(int)
+        source = first if len(grids) == 1 else tilted
+        truth = resample_to_grid(source.astype(np.float32), affine, work.shape, grids[-1], order=0).astype(int)
         return np.moveaxis(np.eye(17, dtype=np.float32)[truth], -1, 0)
 
     monkeypatch.setattr(Segmenter, "_prepare", staticmethod(recording_prepare))
@@ -104,13 +108,32 @@ def test_a_turned_head_is_segmented_on_a_turned_grid(tiny_model, phantom_small, 
     result, tilted, grids = _segment_with_oracle(tiny_model, labels, affine, monkeypatch, degrees, reference)
     assert result.pose["turned"] == (degrees > POSE_TURN_DEGREES)
     assert result.pose["degrees"] == pytest.approx(degrees, abs=4.0) and result.pose["residual_mm"] < 2.0
-    assert len(grids) == (2 if result.pose["turned"] else 1)
+    assert len(result.pose["reads"]) == 1 and len(grids) == (2 if result.pose["turned"] else 1)  # the re-read agrees
     out = np.asarray(result.labels.dataobj)
     assert out.shape == tilted.shape and np.allclose(result.labels.affine, affine)
     brain = tilted > 0  # the turned grid's labels come back onto the scan's grid
     assert np.mean(out[brain] == tilted[brain]) > (0.999 if degrees == 0 else 0.9)
     image = np.random.default_rng(0).random(tilted.shape).astype(np.float32)
     assert Segmenter(tiny_model, device="cpu", tta=False, pose=False).segment(image, affine=affine).pose is None
+
+
+def test_a_pose_read_short_of_the_turn_is_read_again_on_the_turned_grid(tiny_model, phantom_small, monkeypatch):
+    labels, affine = phantom_small
+    reference = reference_constellation([structure_centroids(labels, 4.0)])
+    result, tilted, grids = _segment_with_oracle(tiny_model, labels, affine, monkeypatch, 45.0, reference,
+                                                 first_pass_degrees=20.0)
+    first, second = result.pose["reads"]  # the first pass under-reads; the turned grid's labels show the turn
+    assert first == pytest.approx(20.0, abs=4.0) and second == pytest.approx(45.0, abs=4.0)
+    assert result.pose["turned"] and result.pose["degrees"] == second and len(grids) == 3
+    assert rotation_degrees(_rotation(0, 45.0).T @ _grid_rotation(grids[-1], affine)) < 4.0
+    out = np.asarray(result.labels.dataobj)
+    assert np.mean(out[tilted > 0] == tilted[tilted > 0]) > 0.9
+
+
+def _grid_rotation(grid_affine: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """The rotation of a working grid's axes in the scan's voxel frame."""
+    axes = (np.linalg.inv(affine) @ grid_affine)[:3, :3]
+    return axes / np.linalg.norm(axes, axis=0)
 
 
 def test_a_constellation_unlike_any_head_turns_nothing(tiny_model, phantom_small, monkeypatch):
