@@ -28,6 +28,8 @@ def test_help_version_labels_and_models_do_not_import_torch():
     helps = subprocess.run([exe, "segment", "--help"], capture_output=True, encoding="utf-8").stdout
     for option in ("--tta", "--no-tta", "--no-experts", "--volumes", "--posteriors", "--qc", "--png", "--skip-existing", "--device"):
         assert option in helps
+    from synthseg.inference.pose import POSE_TURN_DEGREES
+    assert f"turned more than {POSE_TURN_DEGREES:g} degrees" in " ".join(helps.split())  # the help says the real threshold
 
 
 def test_end_to_end_demo_through_the_installed_command(tmp_path, tiny_model):
