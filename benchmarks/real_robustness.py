@@ -32,9 +32,9 @@ from typing import Callable
 import numpy as np
 
 from _common import SHARED, header
+from accuracy import BRAIN
 from synthseg.device import AMP_MODES
 
-BRAIN = ["GM", "WM", "CSF", "CSFv", "cerGM", "Thal", "Pal", "Put", "Caud", "Accu", "Amyg", "Hippo"]
 PLANES = {"L": "sagittal", "R": "sagittal", "A": "coronal", "P": "coronal", "S": "axial", "I": "axial"}
 TILTS = {"pitch": 0, "roll": 1, "yaw": 2}  # the RAS world axis each rotation turns about
 

@@ -350,10 +350,13 @@ class Segmenter:
             while True:
                 turn = (rotation, centre)
                 probs = self._predict_turned(antialiased, modality, spacing, turn, network, box, affine)
-                fit = None if len(reads) == POSE_READS else self._read_pose(probs, box, affine, spacing)
-                if (fit is None or fit[1] > MAX_RESIDUAL_MM
-                        or rotation_degrees(fit[0].T @ rotation) <= POSE_REREAD_DEGREES):
+                if len(reads) == POSE_READS:
                     break
+                fit = self._read_pose(probs, box, affine, spacing)
+                if fit is None or fit[1] > MAX_RESIDUAL_MM:
+                    break  # no trustworthy read: keep the turn applied
+                if rotation_degrees(fit[0].T @ rotation) <= POSE_REREAD_DEGREES:
+                    break  # the read agrees with the turn applied
                 rotation, residual, centre = fit
                 reads.append(rotation_degrees(rotation))
         pose = {"degrees": round(reads[-1], 1), "residual_mm": round(residual, 1), "turned": turn is not None,
