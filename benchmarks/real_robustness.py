@@ -12,12 +12,16 @@ MUSE labels) — are changed retrospectively, and the reference with them:
   (pitch about left-right, roll about anterior-posterior, yaw about inferior-superior), with the turned
   affine: the head sits tilted in voxel space — as a head positioned at an angle in the scanner, or an
   oblique acquisition, shows it to a network — while world positions stay right, so the prediction is
-  scored on the untouched reference (brought onto its grid by world position, nearest neighbour).
+  scored on the untouched reference (brought onto its grid by world position, nearest neighbour);
+- *cut field of view*: the slices beyond a plane through the brain removed along the voxel axis nearest to
+  inferior-superior, ``mm`` of the brain (the reference's extent) lost at its top (vertex) or at its bottom
+  (cerebellum), as a slab that does not cover the whole head shows it; scored on the cut grid.
 
 Each scan's first row is the scan as acquired, so every figure has its reference run in the same process.
 
     python benchmarks/real_robustness.py [--model NAME] [--bert-factors 3,5,7] [--ixi 21] [--ixi-factors 3]
-                                         [--tilts 15,30] [--round-trip] [--tta] [--amp auto|off|bf16|fp16] [--json OUT]
+                                         [--tilts 15,30] [--round-trip] [--cuts 20,40] [--tta]
+                                         [--amp auto|off|bf16|fp16] [--json OUT]
 """
 
 from __future__ import annotations
@@ -98,8 +102,29 @@ def tilt(world_axis: int, degrees: float, round_trip: bool = False) -> Change:
     return change
 
 
-def changes(affine: np.ndarray, factors: list[int], tilts: list[int], round_trip: bool = False
-            ) -> list[tuple[str, Change | None]]:
+def cut_fov(side: str, mm: float) -> Change:
+    """The field of view cut ``mm`` into the brain at its ``side`` ("top" or "bottom", along the voxel axis
+    nearest to inferior-superior): the slices beyond the cut dropped from the scan and the reference, the
+    affine moved with a cut at the axis's low end."""
+    def change(data, affine, ref):
+        axis = int(np.argmax(np.abs(np.asarray(affine)[2, :3])))
+        spacing = float(np.linalg.norm(np.asarray(affine)[:3, axis]))
+        brain = np.flatnonzero(np.moveaxis(ref > 0, axis, 0).reshape(ref.shape[axis], -1).any(axis=1))
+        upward = affine[2, axis] > 0  # voxel index grows toward superior
+        keep = int(round(mm / spacing))
+        if (side == "top") == upward:  # the cut removes the high-index end
+            start, stop = 0, brain[-1] + 1 - keep
+        else:
+            start, stop = brain[0] + keep, ref.shape[axis]
+        index = np.arange(start, stop)
+        new_affine = np.array(affine, dtype=float)
+        new_affine[:3, 3] += affine[:3, axis] * start
+        return (np.take(data, index, axis=axis), new_affine, np.take(ref, index, axis=axis), new_affine)
+    return change
+
+
+def changes(affine: np.ndarray, factors: list[int], tilts: list[int], round_trip: bool = False,
+            cuts: list[int] = ()) -> list[tuple[str, Change | None]]:
     import nibabel as nib
 
     codes = nib.aff2axcodes(affine)
@@ -109,11 +134,12 @@ def changes(affine: np.ndarray, factors: list[int], tilts: list[int], round_trip
     out += [(f"{name} {d} deg", tilt(axis, d)) for d in tilts for name, axis in TILTS.items()]
     if round_trip:
         out += [(f"{name} {d} deg back", tilt(axis, d, True)) for d in tilts for name, axis in TILTS.items()]
+    out += [(f"{side} cut {mm} mm", cut_fov(side, mm)) for mm in cuts for side in ("top", "bottom")]
     return out
 
 
 def scan_rows(segmenter, name: str, scan, ref, mapping: str, factors: list[int], tilts: list[int],
-              round_trip: bool = False) -> list[dict]:
+              round_trip: bool = False, cuts: list[int] = ()) -> list[dict]:
     """The scan as acquired, then under each change."""
     from synthseg.evaluation.evaluate import evaluate_pair, onto_grid
     from synthseg.io.image import Image
@@ -122,7 +148,7 @@ def scan_rows(segmenter, name: str, scan, ref, mapping: str, factors: list[int],
     table = load_mapping(mapping)
     ref_on_scan = onto_grid(ref, scan)  # the reference on the scan's grid (the same grid for these data)
     rows = []
-    for label, change in changes(scan.affine, factors, tilts, round_trip):
+    for label, change in changes(scan.affine, factors, tilts, round_trip, cuts):
         data, affine, labels, ref_affine = np.asarray(scan.data), scan.affine, ref_on_scan, scan.affine
         if change is not None:
             data, affine, labels, ref_affine = change(data, affine, labels)
@@ -168,11 +194,13 @@ def main() -> None:
                         help="turned working grids for turned heads, as in `synthseg segment` (default: on)")
     parser.add_argument("--round-trip", action="store_true",
                         help="also each tilt resampled back onto the scan's grid: its interpolation losses alone")
+    parser.add_argument("--cuts", default="",
+                        help="mm of brain cut from the field of view, at the top and at the bottom ('': none)")
     parser.add_argument("--amp", default="auto", choices=AMP_MODES)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     bert_factors, ixi_factors = numbers(args.bert_factors, odd=True), numbers(args.ixi_factors, odd=True)
-    tilts = numbers(args.tilts)
+    tilts, cuts = numbers(args.tilts), numbers(args.cuts)
     header("real scans acquired differently")
     from synthseg.inference.segmenter import Segmenter
     from synthseg.io.image import load_image
@@ -184,12 +212,12 @@ def main() -> None:
     print(f"model {segmenter.card['name']}, tta {args.tta}, amp {args.amp}, pose {args.pose}")
     start = time.perf_counter()
     rows = scan_rows(segmenter, "bert", load_image(bert_dir / "norm.mgz"),
-                     load_image(bert_dir / "aseg.mgz", labels=True), "aseg", bert_factors, tilts, args.round_trip)
+                     load_image(bert_dir / "aseg.mgz", labels=True), "aseg", bert_factors, tilts, args.round_trip, cuts)
     for scan in sorted((ixi_dir / "t1").glob("*.nii.gz"))[:args.ixi]:
         stem = scan.name.split(".nii")[0]
         ref = next((ixi_dir / "dlmuse").glob(f"{stem}*"))
         rows += scan_rows(segmenter, stem, load_image(scan), load_image(ref, labels=True), "muse", ixi_factors, tilts,
-                          args.round_trip)
+                          args.round_trip, cuts)
     print("\n".join(summarise(rows)))
     print(f"{len(rows)} segmentations in {time.perf_counter() - start:.0f} s")
     if args.json:
