@@ -31,7 +31,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -124,7 +124,7 @@ def cut_fov(side: str, mm: float) -> Change:
 
 
 def changes(affine: np.ndarray, factors: list[int], tilts: list[int], round_trip: bool = False,
-            cuts: list[int] = ()) -> list[tuple[str, Change | None]]:
+            cuts: Sequence[int] = ()) -> list[tuple[str, Change | None]]:
     import nibabel as nib
 
     codes = nib.aff2axcodes(affine)
@@ -139,7 +139,7 @@ def changes(affine: np.ndarray, factors: list[int], tilts: list[int], round_trip
 
 
 def scan_rows(segmenter, name: str, scan, ref, mapping: str, factors: list[int], tilts: list[int],
-              round_trip: bool = False, cuts: list[int] = ()) -> list[dict]:
+              round_trip: bool = False, cuts: Sequence[int] = ()) -> list[dict]:
     """The scan as acquired, then under each change."""
     from synthseg.evaluation.evaluate import evaluate_pair, onto_grid
     from synthseg.io.image import Image
