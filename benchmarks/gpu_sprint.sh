@@ -14,18 +14,18 @@
 #       -o work/templates/aseg-charm
 # Then the device tool's run: command "bash benchmarks/gpu_sprint.sh 5", carry [".whl", "work/templates/aseg-charm"],
 # timeout_s 590 (what travels: the tree ≈ 30 MB, templates 17 MB, wheels 5 MB, under the lease's 64 MiB; what comes
-# back: five files in $OUT). Dry run on the CPU (3 min): OUT=/tmp/sprint PROBE_STEPS=4 bash benchmarks/gpu_sprint.sh 1
+# back: five files in $OUT). Dry run on the CPU (3 min; monai and nibabel installed
+# here instead of carried): OUT=/tmp/sprint SITE=/tmp/sprint_site PROBE_STEPS=4 bash benchmarks/gpu_sprint.sh 1
 set -euo pipefail
 MINUTES=${1:-5}
 PROBE_STEPS=${PROBE_STEPS:-40}
 OUT=${OUT:-out/gpu_sprint}
 RUNS=${RUNS:-$(mktemp -d)}
 mkdir -p "$OUT"
-if compgen -G ".whl/*.whl" > /dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-    export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
-fi
-export PYTHONUNBUFFERED=1
+SITE=${SITE:-/tmp/site}  # this project and the carried wheels, installed offline beside the machine's torch
+python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --no-cache-dir --upgrade \
+    --target "$SITE" . $(compgen -G ".whl/*.whl" || true)
+export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 SITE RUNS
 exec > >(tee "$OUT/sprint.log") 2>&1
 (nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2> /dev/null || echo "no nvidia-smi") \
     | sed 's/^/device: /'
@@ -37,7 +37,7 @@ train() {  # train RUN_NAME KEY=VALUE ...: the shipped recipe, no real-scan vali
     for kv in "validation.real_images=''" validation.real_every=0 loop.png_every=0 "$@"; do
         sets+=(--set "$kv")
     done
-    python3 -m synthseg.cli.main train --config configs/shipped-2mm.yaml -o "$RUNS/$name" "${sets[@]}"
+    "$SITE/bin/synthseg" train --config configs/shipped-2mm.yaml -o "$RUNS/$name" "${sets[@]}"
 }
 
 rate() {  # steps/s of a run from its log.csv (median step; the first ten steps, warm-up, left out when there are more)
@@ -66,12 +66,12 @@ total=$(python3 -c "print(max(20, int(0.85 * $steps_per_s * 60 * $MINUTES)))")
 echo "chunk: batch 4, cosine decay over $total steps"
 status=0
 timeout -s TERM "$((MINUTES * 60 + 60))" \
-    bash -c "$(declare -f train); RUNS='$RUNS'; train chunk loop.batch_size=4 loop.steps=$total \
+    bash -c "$(declare -f train); train chunk loop.batch_size=4 loop.steps=$total \
         optim.total_steps=$total loop.checkpoint_every_minutes=2 loop.val_every=$(( total / 4 > 0 ? total / 4 : 1 ))" \
     2> "$OUT/chunk.log" > /dev/null || status=$?
 [ "$status" -eq 0 ] || [ "$status" -eq 124 ] || { tail -20 "$OUT/chunk.log"; echo "chunk failed ($status)"; exit 1; }
 latest=$(ls "$RUNS/chunk/checkpoints/"step_*.pt | sort | tail -1)
 echo "chunk: $(basename "$latest"), $(rate "$RUNS/chunk")"
 grep "val Dice" "$OUT/chunk.log" || true
-python3 -m synthseg.cli.main export "$latest" -o "$OUT/model"
+"$SITE/bin/synthseg" export "$latest" -o "$OUT/model"
 cp "$RUNS/chunk/log.csv" "$OUT/chunk_log.csv"
