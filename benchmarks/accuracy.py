@@ -106,9 +106,12 @@ def describe_route(result) -> str:
     """Which network gave the labels: the general model or a contrast expert (with its correlation), and the
     head's pose read (turned: segmented on turned working grids)."""
     route = f"expert {result.expert['contrast']} (r {result.expert['correlation']:.2f})" if result.expert else "general"
-    if result.pose:
-        route += f", pose {result.pose['degrees']:.1f} deg{' turned' if result.pose['turned'] else ''}"
-    return route
+    return f"{route}, {describe_pose(result)}" if result.pose else route
+
+
+def describe_pose(result) -> str:
+    """The head's pose read, and whether the scan was segmented on turned working grids ('' : not read)."""
+    return f"pose {result.pose['degrees']:.1f} deg{' turned' if result.pose['turned'] else ''}" if result.pose else ""
 
 
 def real_t1(segmenter, tmp: Path) -> tuple[dict, dict]:

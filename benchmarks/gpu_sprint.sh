@@ -25,19 +25,21 @@ mkdir -p "$OUT"
 SITE=${SITE:-/tmp/site}  # this project and the carried wheels, installed offline beside the machine's torch
 python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --no-cache-dir --upgrade \
     --target "$SITE" . $(compgen -G ".whl/*.whl" || true)
-export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 SITE RUNS
+export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 exec > >(tee "$OUT/sprint.log") 2>&1
 (nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2> /dev/null || echo "no nvidia-smi") \
     | sed 's/^/device: /'
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 
-train() {  # train RUN_NAME KEY=VALUE ...: the shipped recipe, no real-scan validation (no ../shared there)
+train() {  # train RUN_NAME KEY=VALUE ...: the shipped recipe, no real-scan validation (no ../shared there);
+           # with LIMIT set, stopped by SIGTERM after LIMIT seconds (the trainer checkpoints and exits)
     local name=$1 sets=() kv
     shift
     for kv in "validation.real_images=''" validation.real_every=0 loop.png_every=0 "$@"; do
         sets+=(--set "$kv")
     done
-    "$SITE/bin/synthseg" train --config configs/shipped-2mm.yaml -o "$RUNS/$name" "${sets[@]}"
+    ${LIMIT:+timeout -s TERM "$LIMIT"} "$SITE/bin/synthseg" train --config configs/shipped-2mm.yaml \
+        -o "$RUNS/$name" "${sets[@]}"
 }
 
 rate() {  # steps/s of a run from its log.csv (median step; the first ten steps, warm-up, left out when there are more)
@@ -65,9 +67,8 @@ steps_per_s=$(rate "$RUNS/probe_shipped_b4" | cut -d' ' -f1)
 total=$(python3 -c "print(max(20, int(0.85 * $steps_per_s * 60 * $MINUTES)))")
 echo "chunk: batch 4, cosine decay over $total steps"
 status=0
-timeout -s TERM "$((MINUTES * 60 + 60))" \
-    bash -c "$(declare -f train); train chunk loop.batch_size=4 loop.steps=$total \
-        optim.total_steps=$total loop.checkpoint_every_minutes=2 loop.val_every=$(( total / 4 > 0 ? total / 4 : 1 ))" \
+LIMIT=$((MINUTES * 60 + 60)) train chunk loop.batch_size=4 loop.steps="$total" optim.total_steps="$total" \
+    loop.checkpoint_every_minutes=2 loop.val_every=$(( total / 4 > 0 ? total / 4 : 1 )) \
     2> "$OUT/chunk.log" > /dev/null || status=$?
 [ "$status" -eq 0 ] || [ "$status" -eq 124 ] || { tail -20 "$OUT/chunk.log"; echo "chunk failed ($status)"; exit 1; }
 latest=$(ls "$RUNS/chunk/checkpoints/"step_*.pt | sort | tail -1)

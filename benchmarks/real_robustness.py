@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from _common import SHARED, header
-from accuracy import BRAIN
+from accuracy import BRAIN, describe_pose
 from synthseg.device import AMP_MODES
 
 PLANES = {"L": "sagittal", "R": "sagittal", "A": "coronal", "P": "coronal", "S": "axial", "I": "axial"}
@@ -160,8 +160,8 @@ def scan_rows(segmenter, name: str, scan, ref, mapping: str, factors: list[int],
                "route": result.expert["contrast"] if result.expert else "general", "pose": result.pose,
                "seconds": result.timings["total_s"]}
         rows.append(row)
-        turn = f"  pose {result.pose['degrees']:.0f} deg{' turned' if result.pose['turned'] else ''}" if result.pose else ""
-        print(f"  {name:<20} {label:<16} mean-12 {row['mean12']:.3f}  route {row['route']}{turn}", flush=True)
+        print(f"  {name:<20} {label:<16} mean-12 {row['mean12']:.3f}  route {row['route']}  {describe_pose(result)}",
+              flush=True)
     return rows
 
 
