@@ -15,12 +15,21 @@ MUSE labels) — are changed retrospectively, and the reference with them:
   scored on the untouched reference (brought onto its grid by world position, nearest neighbour);
 - *cut field of view*: the slices beyond a plane through the brain removed along the voxel axis nearest to
   inferior-superior, ``mm`` of the brain (the reference's extent) lost at its top (vertex) or at its bottom
-  (cerebellum), as a slab that does not cover the whole head shows it; scored on the cut grid.
+  (cerebellum), as a slab that does not cover the whole head shows it; scored on the cut grid;
+- *noise*: Rician noise (the magnitude of the scan plus complex Gaussian noise) of a standard deviation given in
+  percent of the scan's 99.5th percentile — the generator's own unit, whose training range is 0–6 % — as a
+  faster or lower-field acquisition adds it on top of the scan's own;
+- *bias field*: the scan multiplied by a smooth field, ``exp`` of a random 4×4×4 grid of standard deviation
+  ``s`` upsampled over the grid (the generator's model; its training range is ``s`` 0–0.5), as a receive coil's
+  inhomogeneity left uncorrected shows it.
+
+Noise and bias fields are drawn from a seed fixed per scan, so reruns and models see the same ones.
 
 Each scan's first row is the scan as acquired, so every figure has its reference run in the same process.
 
     python benchmarks/real_robustness.py [--model NAME] [--bert-factors 3,5,7] [--ixi 21] [--ixi-factors 3]
-                                         [--tilts 15,30] [--round-trip] [--cuts 20,40] [--tta]
+                                         [--tilts 15,30] [--round-trip] [--cuts 20,40] [--noise 3,6,12]
+                                         [--bias 20,40] [--tta]
                                          [--amp auto|off|bf16|fp16] [--json OUT]
 """
 
@@ -28,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import zlib
 import sys
 import time
 from pathlib import Path
@@ -123,8 +133,38 @@ def cut_fov(side: str, mm: float) -> Change:
     return change
 
 
+def noise(percent: float, seed: int) -> Change:
+    """Rician noise of ``percent`` of the scan's 99.5th percentile added to the scan (magnitude of the scan plus
+    complex Gaussian noise)."""
+    def change(data, affine, ref):
+        rng = np.random.default_rng(seed)
+        sigma = percent / 100 * float(np.percentile(data, 99.5))
+        real = data.astype(np.float32) + rng.normal(0, sigma, data.shape).astype(np.float32)
+        imaginary = rng.normal(0, sigma, data.shape).astype(np.float32)
+        return np.sqrt(real ** 2 + imaginary ** 2), affine, ref, affine
+    return change
+
+
+def bias_field(shape: Sequence[int], std: float, seed: int) -> np.ndarray:
+    """``exp`` of a random 4×4×4 grid of standard deviation ``std`` upsampled (cubic) over ``shape``."""
+    from scipy.ndimage import zoom
+
+    coarse = np.random.default_rng(seed).normal(0, std, (4, 4, 4))
+    log_field = zoom(coarse, [n / 4 for n in shape], order=3, mode="nearest", grid_mode=True)
+    return np.exp(log_field[tuple(slice(0, n) for n in shape)]).astype(np.float32)
+
+
+def bias(percent: float, seed: int) -> Change:
+    """The scan multiplied by a smooth field whose log has a standard deviation of ``percent`` / 100 at the
+    coarse grid's nodes."""
+    def change(data, affine, ref):
+        return data.astype(np.float32) * bias_field(data.shape, percent / 100, seed), affine, ref, affine
+    return change
+
+
 def changes(affine: np.ndarray, factors: list[int], tilts: list[int], round_trip: bool = False,
-            cuts: Sequence[int] = ()) -> list[tuple[str, Change | None]]:
+            cuts: Sequence[int] = (), noises: Sequence[int] = (), biases: Sequence[int] = (),
+            seed: int = 0) -> list[tuple[str, Change | None]]:
     import nibabel as nib
 
     codes = nib.aff2axcodes(affine)
@@ -135,12 +175,15 @@ def changes(affine: np.ndarray, factors: list[int], tilts: list[int], round_trip
     if round_trip:
         out += [(f"{name} {d} deg back", tilt(axis, d, True)) for d in tilts for name, axis in TILTS.items()]
     out += [(f"{side} cut {mm} mm", cut_fov(side, mm)) for mm in cuts for side in ("top", "bottom")]
+    out += [(f"noise {p} %", noise(p, seed)) for p in noises]
+    out += [(f"bias {p / 100:g}", bias(p, seed)) for p in biases]
     return out
 
 
 def scan_rows(segmenter, name: str, scan, ref, mapping: str, factors: list[int], tilts: list[int],
-              round_trip: bool = False, cuts: Sequence[int] = ()) -> list[dict]:
-    """The scan as acquired, then under each change."""
+              round_trip: bool = False, cuts: Sequence[int] = (), noises: Sequence[int] = (),
+              biases: Sequence[int] = ()) -> list[dict]:
+    """The scan as acquired, then under each change (random ones seeded by the scan's name)."""
     from synthseg.evaluation.evaluate import evaluate_pair, onto_grid
     from synthseg.io.image import Image
     from synthseg.labels.mapping import load_mapping
@@ -148,7 +191,8 @@ def scan_rows(segmenter, name: str, scan, ref, mapping: str, factors: list[int],
     table = load_mapping(mapping)
     ref_on_scan = onto_grid(ref, scan)  # the reference on the scan's grid (the same grid for these data)
     rows = []
-    for label, change in changes(scan.affine, factors, tilts, round_trip, cuts):
+    seed = zlib.crc32(name.encode())
+    for label, change in changes(scan.affine, factors, tilts, round_trip, cuts, noises, biases, seed):
         data, affine, labels, ref_affine = np.asarray(scan.data), scan.affine, ref_on_scan, scan.affine
         if change is not None:
             data, affine, labels, ref_affine = change(data, affine, labels)
@@ -196,11 +240,15 @@ def main() -> None:
                         help="also each tilt resampled back onto the scan's grid: its interpolation losses alone")
     parser.add_argument("--cuts", default="",
                         help="mm of brain cut from the field of view, at the top and at the bottom ('': none)")
+    parser.add_argument("--noise", default="",
+                        help="Rician noise, in percent of the scan's 99.5th percentile ('': none; training 0-6)")
+    parser.add_argument("--bias", default="",
+                        help="bias fields, log standard deviation x 100 ('': none; training 0-50)")
     parser.add_argument("--amp", default="auto", choices=AMP_MODES)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     bert_factors, ixi_factors = numbers(args.bert_factors, odd=True), numbers(args.ixi_factors, odd=True)
-    tilts, cuts = numbers(args.tilts), numbers(args.cuts)
+    tilts, cuts, noises, biases = numbers(args.tilts), numbers(args.cuts), numbers(args.noise), numbers(args.bias)
     header("real scans acquired differently")
     from synthseg.inference.segmenter import Segmenter
     from synthseg.io.image import load_image
@@ -212,12 +260,13 @@ def main() -> None:
     print(f"model {segmenter.card['name']}, tta {args.tta}, amp {args.amp}, pose {args.pose}")
     start = time.perf_counter()
     rows = scan_rows(segmenter, "bert", load_image(bert_dir / "norm.mgz"),
-                     load_image(bert_dir / "aseg.mgz", labels=True), "aseg", bert_factors, tilts, args.round_trip, cuts)
+                     load_image(bert_dir / "aseg.mgz", labels=True), "aseg", bert_factors, tilts, args.round_trip, cuts,
+                     noises, biases)
     for scan in sorted((ixi_dir / "t1").glob("*.nii.gz"))[:args.ixi]:
         stem = scan.name.split(".nii")[0]
         ref = next((ixi_dir / "dlmuse").glob(f"{stem}*"))
         rows += scan_rows(segmenter, stem, load_image(scan), load_image(ref, labels=True), "muse", ixi_factors, tilts,
-                          args.round_trip, cuts)
+                          args.round_trip, cuts, noises, biases)
     print("\n".join(summarise(rows)))
     print(f"{len(rows)} segmentations in {time.perf_counter() - start:.0f} s")
     if args.json:
