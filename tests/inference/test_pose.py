@@ -8,6 +8,7 @@ from synthseg.inference.pose import (MAX_RESIDUAL_MM, MIN_STRUCTURES, POSE_IDS, 
                                      reference_constellation, rotation_degrees, structure_centroids, turned_grid)
 from synthseg.inference.segmenter import Segmenter
 from synthseg.io.geometry import resample_to_grid
+from synthseg.io.image import Image
 from synthseg.training.routing import calibrate_pose
 
 
@@ -71,6 +72,33 @@ def test_turned_grid_puts_a_turned_head_back_and_holds_the_field_of_view(phantom
     upright = resample_to_grid(tilted.astype(np.float32), affine, shape, turned_affine, order=0)
     assert rotation_degrees(turn) > 40.0  # ... and is back within a few 4 mm voxels' worth of degrees
     assert rotation_degrees(head_rotation(reference, structure_centroids(upright, 4.0))[0]) < 8.0
+
+
+def test_a_turned_working_grid_follows_the_scan_closer_than_linear_and_stays_in_its_range(monkeypatch):
+    """A turned grid's points fall between the scan's voxels: it is sampled cubic, which follows a smooth
+    scan more closely than linear interpolation, and clipped, so a sharp edge does not overshoot."""
+    monkeypatch.setattr("synthseg.inference.segmenter.normalize", lambda work, modality: work)  # raw values
+    n = 40
+    i, j, k = np.meshgrid(*[np.arange(n, dtype=np.float32)] * 3, indexing="ij")
+
+    def smooth(x, y, z):
+        return 100 + 50 * np.sin(2 * np.pi * x / 6) * np.cos(2 * np.pi * y / 7) + 20 * np.sin(2 * np.pi * z / 5)
+
+    turn = (_rotation(0, 20.0) @ _rotation(2, 10.0), np.full(3, (n - 1) / 2))
+    work, box, affine = Segmenter._prepare(Image(smooth(i, j, k), np.eye(4)), "mr", 1.0, turn)
+    crop = box.cropped_affine(affine)
+    index = np.stack(np.meshgrid(*[np.arange(m) for m in work.shape], indexing="ij"), -1).reshape(-1, 3)
+    world = index @ crop[:3, :3].T + crop[:3, 3]  # the scan's voxel frame is the world here
+    interior = np.all((world > 3) & (world < n - 4), axis=1)
+    exact = smooth(*world[interior].T)
+    linear = resample_to_grid(smooth(i, j, k), np.eye(4), work.shape, crop, order=1).reshape(-1)[interior]
+    cubic_error = np.abs(work.reshape(-1)[interior] - exact).mean()
+    assert interior.sum() > 1000 and cubic_error < 0.5 * np.abs(linear - exact).mean()
+
+    cube = np.zeros((n, n, n), np.float32)
+    cube[12:28, 12:28, 12:28] = 1000.0
+    work, _, _ = Segmenter._prepare(Image(cube, np.eye(4)), "mr", 1.0, turn)
+    assert work.min() >= 0.0 and work.max() <= 1000.0 and work.max() > 990.0
 
 
 def _segment_with_oracle(model, labels, affine, monkeypatch, degrees, reference, first_pass_degrees=None):
