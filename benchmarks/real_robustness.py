@@ -37,9 +37,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import zlib
 import sys
 import time
+import zlib
 from pathlib import Path
 from typing import Callable, Sequence
 
