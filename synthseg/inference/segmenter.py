@@ -304,17 +304,18 @@ class Segmenter:
         the head, the crop box and the grid's affine; with ``turn`` (rotation in the grid's voxel frame, head
         centre in world mm) the grid is turned with the head (:func:`synthseg.inference.pose.turned_grid`)."""
         shape, affine = grid_for_spacing(canonical.shape, canonical.affine, spacing)
-        low = fill = float(canonical.data.min())
-        order = 1
-        if turn is not None:  # corners beyond the scan's field of view: filled like its air, not an outlier
+        low = float(canonical.data.min())
+        if turn is None:
+            work = resample_to_grid(canonical.data, canonical.affine, shape, affine, order=1, fill=low)
+        else:
             rotation, centre = turn
             shape, affine = turned_grid(shape, affine, rotation, (np.linalg.inv(affine) @ np.append(centre, 1))[:3])
+            # corners beyond the scan's field of view: filled like its air, not an outlier
             fill = float(robust_quantiles(torch.from_numpy(canonical.data), (MR_PERCENTILES[0],))[0])
             # between the scan's voxels almost everywhere: cubic blurs it less than linear (IXI turned 3-11°:
-            # mean-12 -0.0032 linear, -0.0006 cubic; benchmarks/RESULTS.md, "Real scans acquired differently")
-            order = 3
-        work = resample_to_grid(canonical.data, canonical.affine, shape, affine, order=order, fill=fill)
-        if order == 3:  # no overshoot past the scan's own range
+            # mean-12 -0.0032 linear, -0.0006 cubic; benchmarks/RESULTS.md, "Real scans acquired differently"),
+            # clipped so that it does not overshoot the scan's own range
+            work = resample_to_grid(canonical.data, canonical.affine, shape, affine, order=3, fill=fill)
             np.clip(work, low, float(canonical.data.max()), out=work)
         work = normalize(work, modality)
         box = BoundingBox.around(head_box_mask(work), margin=4)
