@@ -242,6 +242,8 @@ def main() -> None:
                         help="second pass by the model's contrast experts (default: on, like `synthseg segment`)")
     parser.add_argument("--cleanup", action=argparse.BooleanOptionalAction, default=True,
                         help="stray islands take the label around them (default: on, like `synthseg segment`)")
+    parser.add_argument("--bias-correct", action=argparse.BooleanOptionalAction, default=False,
+                        help="N4 bias-field correction of MR scans first (default: off, like `synthseg segment`)")
     parser.add_argument("--amp", default="auto", choices=AMP_MODES,
                         help="inference precision as in `synthseg segment` (auto: bf16 on CPUs with native bf16); "
                              "compare models at the same setting")
@@ -250,11 +252,12 @@ def main() -> None:
     from synthseg.inference.segmenter import Segmenter
 
     segmenter = Segmenter(args.model, device="cpu", tta=args.tta, experts=args.experts, amp=args.amp,
-                          cleanup=args.cleanup)
+                          cleanup=args.cleanup, bias_correct=args.bias_correct)
     card = segmenter.card
     print(f"model {card['name']} ({card['training']['steps']} steps, sha256 {card['sha256'][:12]}…)")
     report: dict = {"model": card["name"], "sha256": card["sha256"], "date": time.strftime("%Y-%m-%d"),
-                    "tta": args.tta, "amp": args.amp, "cleanup": args.cleanup}
+                    "tta": args.tta, "amp": args.amp, "cleanup": args.cleanup,
+                    "bias_correct": args.bias_correct}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if not args.skip_synthetic:

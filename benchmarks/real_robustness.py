@@ -29,7 +29,7 @@ Each scan's first row is the scan as acquired, so every figure has its reference
 
     python benchmarks/real_robustness.py [--model NAME] [--bert-factors 3,5,7] [--ixi 21] [--ixi-factors 3]
                                          [--tilts 15,30] [--round-trip] [--cuts 20,40] [--noise 3,6,12]
-                                         [--bias 20,40] [--tta]
+                                         [--bias 20,40] [--bias-correct] [--tta]
                                          [--amp auto|off|bf16|fp16] [--json OUT]
 """
 
@@ -236,6 +236,8 @@ def main() -> None:
                         help="test-time augmentation as in `synthseg segment` (default here: one pass)")
     parser.add_argument("--pose", action=argparse.BooleanOptionalAction, default=True,
                         help="turned working grids for turned heads, as in `synthseg segment` (default: on)")
+    parser.add_argument("--bias-correct", action=argparse.BooleanOptionalAction, default=False,
+                        help="N4 bias-field correction first, as `synthseg segment --bias-correct` (default: off)")
     parser.add_argument("--round-trip", action="store_true",
                         help="also each tilt resampled back onto the scan's grid: its interpolation losses alone")
     parser.add_argument("--cuts", default="",
@@ -256,8 +258,10 @@ def main() -> None:
     bert_dir, ixi_dir = SHARED / "dev" / "freesurfer_bert", SHARED / "dev" / "ixi"
     if not bert_dir.is_dir():
         raise SystemExit(f"{bert_dir}: not found (the shared dev data are needed)")
-    segmenter = Segmenter(args.model, device="cpu", tta=args.tta, amp=args.amp, pose=args.pose)
-    print(f"model {segmenter.card['name']}, tta {args.tta}, amp {args.amp}, pose {args.pose}")
+    segmenter = Segmenter(args.model, device="cpu", tta=args.tta, amp=args.amp, pose=args.pose,
+                          bias_correct=args.bias_correct)
+    print(f"model {segmenter.card['name']}, tta {args.tta}, amp {args.amp}, pose {args.pose}, "
+          f"bias correction {args.bias_correct}")
     start = time.perf_counter()
     rows = scan_rows(segmenter, "bert", load_image(bert_dir / "norm.mgz"),
                      load_image(bert_dir / "aseg.mgz", labels=True), "aseg", bert_factors, tilts, args.round_trip, cuts,

@@ -69,7 +69,7 @@ def cmd_segment(args: Namespace) -> int:
     def make() -> Segmenter:
         segmenters.append(Segmenter(args.model, device=device, tta=args.tta, threads=args.threads,
                                     modality=args.modality, amp=args.amp, experts=args.experts,
-                                    cleanup=args.cleanup, pose=args.pose))
+                                    cleanup=args.cleanup, pose=args.pose, bias_correct=args.bias_correct))
         return segmenters[0]
 
     report = batch.run_batch(inputs, out, make, posteriors=args.posteriors, qc=args.qc, png=args.png,

@@ -1,6 +1,6 @@
 """``Segmenter``: load a model once, segment many scans; ``segment()``: the one-shot form.
 
-Pipeline: load → canonical orientation → anti-aliased resampling to the model's working spacing → intensity
+Pipeline: load → (on request, MR: N4 bias-field correction) → canonical orientation → anti-aliased resampling to the model's working spacing → intensity
 normalisation as in training (MR percentiles / CT window) → crop to the head → sliding-window
 inference with Gaussian blending → when the model has contrast experts, a second pass by the expert the
 first pass points to (:mod:`synthseg.inference.experts`) → class probabilities resampled onto the input's
@@ -36,8 +36,8 @@ from synthseg.inference.experts import choose_expert, contrast_signature, signat
 from synthseg.inference.pose import (MAX_RESIDUAL_MM, POSE_READS, POSE_REREAD_DEGREES, POSE_TURN_DEGREES,
                                     head_rotation, rotation_degrees, structure_centroids, turned_grid)
 from synthseg.inference.model import LoadedModel, load_model
-from synthseg.inference.preprocessing import (CT_SCALE_NAMES, MODALITIES, ct_scale, detect_modality, head_box_mask,
-                                              normalize, to_hounsfield)
+from synthseg.inference.preprocessing import (CT_SCALE_NAMES, MODALITIES, bias_corrected, ct_scale, detect_modality,
+                                              head_box_mask, normalize, to_hounsfield)
 from synthseg.labels.protocol import NUM_CLASSES, STRUCTURES
 from synthseg.synthesis.acquisition import blur
 from synthseg.synthesis.intensity import MR_PERCENTILES, robust_quantiles
@@ -153,7 +153,8 @@ class Segmenter:
 
     def __init__(self, model: str | Path | None = None, device: str = "auto", tta: bool = True,
                  threads: int | None = None, modality: str = "auto", overlap: float = 0.5,
-                 amp: str = "auto", experts: bool = True, cleanup: bool = True, pose: bool = True) -> None:
+                 amp: str = "auto", experts: bool = True, cleanup: bool = True, pose: bool = True,
+                 bias_correct: bool = False) -> None:
         check_options(threads=threads, modality=modality, overlap=overlap, amp=amp)
         if threads:
             torch.set_num_threads(int(threads))
@@ -165,6 +166,7 @@ class Segmenter:
         self.amp = amp
         self.cleanup = cleanup
         self.pose = pose
+        self.bias_correct = bias_correct
 
     @classmethod
     def from_network(cls, network: torch.nn.Module, card: dict, device: str = "cpu", **options) -> "Segmenter":
@@ -180,6 +182,7 @@ class Segmenter:
         self.amp = options.get("amp", "auto")
         self.cleanup = options.get("cleanup", False)
         self.pose = options.get("pose", False)
+        self.bias_correct = options.get("bias_correct", False)
         return self
 
     @property
@@ -200,6 +203,8 @@ class Segmenter:
         if scale != "hu":
             data = to_hounsfield(data, scale)
             warnings.append(f"CT values read as {CT_SCALE_NAMES[scale]} and converted to Hounsfield units")
+        if self.bias_correct and modality == "mr":
+            data = bias_corrected(data, image.spacing)
         canonical = to_canonical(image.with_data(data))
         timings["preprocess_s"], timings["inference_s"] = time.perf_counter() - t, 0.0
         grids: list[tuple[np.ndarray, BoundingBox, np.ndarray]] = []  # (head-crop probabilities, crop, affine)
@@ -254,7 +259,10 @@ class Segmenter:
         """The contrast signature that routes an MR scan among the experts (as :meth:`segment` reads it):
         mean normalised intensity per ``SIGNATURE_IDS`` structure under one pass of the general network."""
         image = self._as_image(x, affine)
-        canonical = to_canonical(image.with_data(np.asarray(image.data, dtype=np.float32)))
+        data = np.asarray(image.data, dtype=np.float32)
+        if self.bias_correct:
+            data = bias_corrected(data, image.spacing)
+        canonical = to_canonical(image.with_data(data))
         spacing = float(self.card["spacing_mm"])
         work, _, _ = self._prepare(self._antialiased(canonical, spacing), "mr", spacing)
         return self._first_pass(work)[1]

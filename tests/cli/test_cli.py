@@ -63,6 +63,20 @@ def test_export_adds_a_contrast_expert_that_segment_uses_unless_told_not_to(tmp_
         assert (qc["expert"] or {}).get("contrast") == expected
 
 
+def test_bias_correct_reaches_the_segmenter(tmp_path, tiny_model, phantom_t1):
+    from synthseg.inference.segmenter import Segmenter
+
+    path, _, affine = phantom_t1
+    scan = np.asarray(nib.load(str(path)).dataobj, dtype=np.float32)
+    biased = write_nifti(tmp_path / "biased.nii.gz", scan * np.linspace(0.6, 1.6, scan.shape[0])[:, None, None], affine)
+    assert main(["segment", str(biased), "-o", str(tmp_path / "out"), "--model", str(tiny_model), "--device", "cpu",
+                 "--no-tta", "--bias-correct"]) == 0
+    labels = np.asarray(nib.load(str(tmp_path / "out" / "biased_dseg.nii.gz")).dataobj)
+    expected = {flag: np.asarray(Segmenter(tiny_model, device="cpu", tta=False, bias_correct=flag).segment(biased)
+                                 .labels.dataobj) for flag in (True, False)}
+    assert np.array_equal(labels, expected[True]) and not np.array_equal(labels, expected[False])
+
+
 def test_templates_generate_and_evaluate_commands(tmp_path, phantom_small, capsys):
     labels, affine = phantom_small
     source = write_nifti(tmp_path / "head.nii.gz", labels.astype(np.int16), affine)

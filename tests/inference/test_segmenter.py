@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from synthseg.errors import SynthSegError
-from synthseg.inference.preprocessing import ct_scale, looks_like_ct, to_hounsfield
+from synthseg.inference.preprocessing import bias_corrected, ct_scale, looks_like_ct, to_hounsfield
 from synthseg.inference.segmenter import Segmenter, looks_skull_stripped, output_paths, segment
 from tests.conftest import write_nifti
 
@@ -132,6 +132,22 @@ def test_a_cormack_ct_segments_as_its_hounsfield_version_with_a_warning(segmente
         segmenter.modality = "auto"
     np.testing.assert_array_equal(np.asarray(converted.labels.dataobj), np.asarray(reference.labels.dataobj))
     assert "Cormack units" in converted.warnings[0] and converted.warnings[1:] == reference.warnings
+
+
+def test_bias_correction_divides_mr_scans_by_their_n4_field_and_leaves_ct_alone(tiny_model, phantom_t1, phantom_small):
+    corrected = Segmenter(tiny_model, device="cpu", tta=False, bias_correct=True)
+    plain = Segmenter(tiny_model, device="cpu", tta=False)
+    path, _, affine = phantom_t1
+    scan = np.asarray(nib.load(str(path)).dataobj, dtype=np.float32)
+    ramp = np.linspace(0.6, 1.6, scan.shape[0], dtype=np.float32)[:, None, None]
+    biased = scan * ramp
+    labels = lambda result: np.asarray(result.labels.dataobj)  # noqa: E731
+    spacing = np.sqrt((affine[:3, :3] ** 2).sum(0))
+    assert np.array_equal(labels(corrected.segment(biased, affine)),
+                          labels(plain.segment(bias_corrected(biased, spacing), affine)))
+    ct_labels, ct_affine = phantom_small
+    hu = _hounsfield(ct_labels)
+    assert np.array_equal(labels(corrected.segment(hu, ct_affine)), labels(plain.segment(hu, ct_affine)))
 
 
 def test_one_shot_function_and_save(tiny_model, phantom_t1, tmp_path):

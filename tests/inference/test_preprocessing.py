@@ -1,0 +1,40 @@
+import numpy as np
+import pytest
+
+from synthseg.inference.preprocessing import bias_corrected
+
+
+def _scan(labels, seed=0):
+    """Piecewise-constant MR-like intensities per label, with a little noise (never negative)."""
+    rng = np.random.default_rng(seed)
+    means = rng.uniform(20, 100, 17)
+    means[0] = 0.0
+    return np.abs(means[labels] + rng.normal(0, 0.5, labels.shape)).astype(np.float32)
+
+
+def _smooth_field(shape):
+    x, y, z = (np.linspace(-1, 1, n) for n in shape)
+    return np.exp(0.4 * x[:, None, None] + 0.3 * (z ** 2)[None, None, :] - 0.2 * y[None, :, None])
+
+
+def _spread(image, mask):
+    return image[mask].std() / image[mask].mean()
+
+
+@pytest.mark.parametrize("spacing", [(4.0, 4.0, 4.0), (4.0, 4.0, 8.0)])
+def test_a_smooth_field_is_divided_out(phantom_small, spacing):
+    labels, _ = phantom_small
+    if spacing[2] > spacing[0]:  # thick slices: every other slice of the phantom
+        labels = labels[:, :, ::2]
+    clean = _scan(labels)
+    biased = clean * _smooth_field(labels.shape)
+    corrected = bias_corrected(biased, spacing)
+    assert corrected.shape == biased.shape and corrected.dtype == np.float32 and corrected.min() >= 0
+    for label in (2, 16):  # white matter, head tissue: one intensity each before the field
+        mask = labels == label
+        assert _spread(corrected, mask) < 0.5 * _spread(biased, mask)
+
+
+def test_a_scan_without_a_head_mask_is_returned_unchanged():
+    flat = np.full((12, 12, 12), 7.0, dtype=np.float32)
+    assert np.array_equal(bias_corrected(flat, (1.0, 1.0, 1.0)), flat)
