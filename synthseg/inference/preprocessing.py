@@ -101,26 +101,29 @@ def detect_modality(data: np.ndarray, requested: str = "auto") -> str:
 N4_GRID_VOXELS = 64
 
 
-def bias_corrected(data: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+def bias_corrected(data: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, str | None]:
     """An MR scan divided by the smooth multiplicative bias field that N4 (SimpleITK) fits inside an Otsu
-    head mask; unchanged when no mask is found (a constant scan).
+    head mask, and ``None``; or the scan unchanged and why, when N4 does not apply (negative values: not a
+    magnitude image; a constant scan: no head to fit).
 
     The network was trained on bias fields up to the generator's range and reads most scans better
     as they are; this helps scans with a strong uncorrected field (surface coils, 7 T)."""
     import SimpleITK as sitk
 
-    values = np.clip(np.asarray(data, dtype=np.float32), 0.0, None)
+    values = np.asarray(data, dtype=np.float32)
+    if values.min() < 0:
+        return values, "it has negative values (not a magnitude image)"
     image = sitk.GetImageFromArray(np.ascontiguousarray(values.transpose(2, 1, 0)))  # ITK arrays are (k, j, i)
     image.SetSpacing([float(s) for s in spacing])
     mask = sitk.OtsuThreshold(image, 0, 1, 200)
     if not sitk.GetArrayViewFromImage(mask).any():
-        return values
+        return values, "no head was found to fit a field in"
     target = max(n * s for n, s in zip(values.shape, spacing)) / N4_GRID_VOXELS
     shrink = [max(1, int(round(target / s))) for s in spacing]
     corrector = sitk.N4BiasFieldCorrectionImageFilter()
     corrector.Execute(sitk.Shrink(image, shrink), sitk.Shrink(mask, shrink))
     log_field = sitk.GetArrayFromImage(corrector.GetLogBiasFieldAsImage(image)).transpose(2, 1, 0)
-    return (values / np.exp(log_field)).astype(np.float32)
+    return (values / np.exp(log_field)).astype(np.float32), None
 
 
 def normalize(data: np.ndarray, modality: str) -> np.ndarray:

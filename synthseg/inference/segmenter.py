@@ -204,7 +204,9 @@ class Segmenter:
             data = to_hounsfield(data, scale)
             warnings.append(f"CT values read as {CT_SCALE_NAMES[scale]} and converted to Hounsfield units")
         if self.bias_correct and modality == "mr":
-            data = bias_corrected(data, image.spacing)
+            data, skipped = bias_corrected(data, image.spacing)
+            if skipped:
+                warnings.append(f"bias correction skipped: {skipped}")
         canonical = to_canonical(image.with_data(data))
         timings["preprocess_s"], timings["inference_s"] = time.perf_counter() - t, 0.0
         grids: list[tuple[np.ndarray, BoundingBox, np.ndarray]] = []  # (head-crop probabilities, crop, affine)
@@ -261,7 +263,7 @@ class Segmenter:
         image = self._as_image(x, affine)
         data = np.asarray(image.data, dtype=np.float32)
         if self.bias_correct:
-            data = bias_corrected(data, image.spacing)
+            data = bias_corrected(data, image.spacing)[0]
         canonical = to_canonical(image.with_data(data))
         spacing = float(self.card["spacing_mm"])
         work, _, _ = self._prepare(self._antialiased(canonical, spacing), "mr", spacing)

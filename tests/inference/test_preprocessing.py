@@ -28,13 +28,16 @@ def test_a_smooth_field_is_divided_out(phantom_small, spacing):
         labels = labels[:, :, ::2]
     clean = _scan(labels)
     biased = clean * _smooth_field(labels.shape)
-    corrected = bias_corrected(biased, spacing)
-    assert corrected.shape == biased.shape and corrected.dtype == np.float32 and corrected.min() >= 0
+    corrected, skipped = bias_corrected(biased, spacing)
+    assert skipped is None and corrected.shape == biased.shape and corrected.dtype == np.float32 and corrected.min() >= 0
     for label in (2, 16):  # white matter, head tissue: one intensity each before the field
         mask = labels == label
         assert _spread(corrected, mask) < 0.5 * _spread(biased, mask)
 
 
-def test_a_scan_without_a_head_mask_is_returned_unchanged():
-    flat = np.full((12, 12, 12), 7.0, dtype=np.float32)
-    assert np.array_equal(bias_corrected(flat, (1.0, 1.0, 1.0)), flat)
+@pytest.mark.parametrize("value, reason", [(7.0, "no head was found"), (-1.0, "negative values")])
+def test_scans_n4_does_not_apply_to_are_returned_unchanged_with_the_reason(value, reason):
+    scan = np.full((12, 12, 12), 7.0, dtype=np.float32)
+    scan[0, 0, 0] = value
+    corrected, skipped = bias_corrected(scan, (1.0, 1.0, 1.0))
+    assert np.array_equal(corrected, scan) and reason in skipped

@@ -144,7 +144,10 @@ def test_bias_correction_divides_mr_scans_by_their_n4_field_and_leaves_ct_alone(
     labels = lambda result: np.asarray(result.labels.dataobj)  # noqa: E731
     spacing = np.sqrt((affine[:3, :3] ** 2).sum(0))
     assert np.array_equal(labels(corrected.segment(biased, affine)),
-                          labels(plain.segment(bias_corrected(biased, spacing), affine)))
+                          labels(plain.segment(bias_corrected(biased, spacing)[0], affine)))
+    shifted = corrected.segment(scan - scan.mean(), affine)  # not a magnitude image: left as it is, and said
+    assert any("bias correction skipped" in w for w in shifted.warnings)
+    assert np.array_equal(labels(shifted), labels(plain.segment(scan - scan.mean(), affine)))
     ct_labels, ct_affine = phantom_small
     hu = _hounsfield(ct_labels)
     assert np.array_equal(labels(corrected.segment(hu, ct_affine)), labels(plain.segment(hu, ct_affine)))
