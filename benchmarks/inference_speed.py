@@ -2,8 +2,9 @@
 thick-slice (1×1×5 mm) head, each in a fresh process so the RSS is its own. Inputs are made from
 ``../shared/data/dev/wholehead/chris_t1.nii.gz`` (a real whole-head T1). Each child runs as the
 library does by default (test-time augmentation on); the 1 mm case runs once more with freed memory
-retained, as `synthseg segment` runs (``synthseg.device.retain_freed_memory``), and once in one pass
-(``tta=False``, `--no-tta`), and the ratios to the default run are printed.
+retained, as `synthseg segment` runs (``synthseg.device.retain_freed_memory``), once in one pass
+(``tta=False``, `--no-tta`) and once with N4 first (``bias_correct=True``, `--bias-correct`), and the ratios
+to the default run are printed.
 
     python benchmarks/inference_speed.py [--model NAME] [--device cpu]
 """
@@ -28,7 +29,8 @@ if sys.argv[4] == "retain":
     from synthseg.device import retain_freed_memory
     retain_freed_memory()
 from synthseg.inference.segmenter import Segmenter
-seg = Segmenter(sys.argv[2] or None, device=sys.argv[3], tta=sys.argv[4] != "one-pass")
+seg = Segmenter(sys.argv[2] or None, device=sys.argv[3], tta=sys.argv[4] != "one-pass",
+                bias_correct=sys.argv[4] == "bias-correct")
 load = time.perf_counter() - t
 result = seg.segment(sys.argv[1])
 print(json.dumps({"wall_s": time.perf_counter() - t, "model_load_s": load, **result.timings,
@@ -65,7 +67,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         inputs = make_inputs(Path(tmp))
         runs = [(name, path, "default") for name, path in inputs.items()]
-        runs += [("1mm_256cube", inputs["1mm_256cube"], mode) for mode in ("retain", "one-pass")]
+        runs += [("1mm_256cube", inputs["1mm_256cube"], mode) for mode in ("retain", "one-pass", "bias-correct")]
         walls = {}
         for name, path, mode in runs:
             shape = nib.load(str(path)).shape
@@ -81,7 +83,8 @@ def main() -> None:
                   f"(load model {r['model_load_s']:.1f}, preprocess {r['preprocess_s']:.1f}, network "
                   f"{r['inference_s']:.1f}, resample back {r['resample_s']:.1f}, island clean-up "
                   f"{r.get('cleanup_s', 0.0):.1f}), peak RSS {r['peak_rss_gb']:.2f} GB")
-        for mode, meaning in (("retain", "with freed memory retained"), ("one-pass", "in one pass (--no-tta)")):
+        for mode, meaning in (("retain", "with freed memory retained"), ("one-pass", "in one pass (--no-tta)"),
+                              ("bias-correct", "with N4 first (--bias-correct)")):
             if ("1mm_256cube", mode) in walls and ("1mm_256cube", "default") in walls:
                 print(f"1 mm 256³ {meaning}: wall-time ratio to the default "
                       f"{walls[('1mm_256cube', mode)] / walls[('1mm_256cube', 'default')]:.2f}")
