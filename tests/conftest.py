@@ -76,6 +76,15 @@ def phantom_t1(tmp_path_factory, phantom_small):
 
 
 @pytest.fixture(scope="session")
+def phantom_t1_8mm(phantom_t1):
+    """``phantom_t1`` at 8 mm (every other voxel, the affine scaled to match): (float32 array, affine), for N4,
+    which takes seconds even on the 4 mm head."""
+    path, _, affine = phantom_t1
+    scan = np.asarray(nib.load(str(path)).dataobj, dtype=np.float32)[::2, ::2, ::2]
+    return np.ascontiguousarray(scan), affine @ np.diag([2.0, 2.0, 2.0, 1.0])
+
+
+@pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """The last checkpoint of a tiny U-Net trained for a few dozen steps on T1 renders of the phantom."""
     from synthseg.training.config import load_config

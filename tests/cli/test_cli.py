@@ -63,11 +63,10 @@ def test_export_adds_a_contrast_expert_that_segment_uses_unless_told_not_to(tmp_
         assert (qc["expert"] or {}).get("contrast") == expected
 
 
-def test_bias_correct_reaches_the_segmenter(tmp_path, tiny_model, phantom_t1):
+def test_bias_correct_reaches_the_segmenter(tmp_path, tiny_model, phantom_t1_8mm):
     from synthseg.inference.segmenter import Segmenter
 
-    path, _, affine = phantom_t1
-    scan = np.asarray(nib.load(str(path)).dataobj, dtype=np.float32)
+    scan, affine = phantom_t1_8mm
     biased = write_nifti(tmp_path / "biased.nii.gz", scan * np.linspace(0.6, 1.6, scan.shape[0])[:, None, None], affine)
     assert main(["segment", str(biased), "-o", str(tmp_path / "out"), "--model", str(tiny_model), "--device", "cpu",
                  "--no-tta", "--bias-correct"]) == 0
