@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "working grid turned with it (default: on)")
     p.add_argument("--bias-correct", action=argparse.BooleanOptionalAction, default=False,
                    help="divide an MR scan by the smooth bias field N4 (SimpleITK) fits before segmenting it: for "
-                        "scans with a strong uncorrected field (surface coils, 7 T); scans without one lose about "
+                        "scans with a strong uncorrected field (surface coils, 7 T); scans without one lose up to "
                         "1%% Dice (default: off)")
     p.add_argument("--modality", default="auto", choices=["auto", "mr", "ct"],
                    help="intensity handling: auto recognises CT from its Hounsfield range; ct also reads "

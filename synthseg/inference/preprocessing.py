@@ -97,14 +97,14 @@ def detect_modality(data: np.ndarray, requested: str = "auto") -> str:
 
 
 # N4 fits its field on a copy shrunk to about this many voxels along the scan's longest physical extent
-# (3-18 s a scan on 2 CPU cores: IXI 2 mm, bert, the stroke T1, chris_t1; benchmarks/RESULTS.md)
+# (4-18 s added to a scan on 2 CPU cores: IXI 2 mm, bert, the stroke T1, chris_t1; benchmarks/RESULTS.md)
 N4_GRID_VOXELS = 64
 
 
 def bias_corrected(data: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, str | None]:
-    """An MR scan divided by the smooth multiplicative bias field that N4 (SimpleITK) fits inside an Otsu
-    head mask, and ``None``; or the scan unchanged and why, when N4 does not apply (negative values: not a
-    magnitude image; a constant scan: no head to fit).
+    """``(scan / field, None)``: an MR scan divided by the smooth multiplicative bias field that N4 (SimpleITK)
+    fits inside an Otsu head mask; ``(scan, reason)`` unchanged where N4 does not apply (negative values: not a
+    magnitude image; a constant scan: no head to fit the field in).
 
     The network was trained on bias fields up to the generator's range and reads most scans better
     as they are; this helps scans with a strong uncorrected field (surface coils, 7 T)."""
