@@ -70,6 +70,7 @@ class SegmentationResult:
     # the expert (None: no MR experts, or CT); kept so a route can be checked and rules compared
     signature: list[float | None] | None = None
     skull_stripped: bool = False  # too little skull and scalp found: extra-cerebral volumes are not meaningful
+    bias_corrected: bool = False  # divided by its N4 bias field before segmenting (bias_correct=True, MR)
     # the head's turn from the model's reference pose ({"degrees" and "residual_mm" of the last read, "reads":
     # the angle of every read — the first grid's, then each turned grid's — and "turned": segmented again on
     # working grids turned with it}), None when the model has no reference pose or pose=False
@@ -91,8 +92,8 @@ class SegmentationResult:
         if qc:
             written["qc"] = paths["qc"]
             summary = {"modality": self.modality, "expert": self.expert, "contrast_signature": self.signature,
-                       "skull_stripped": self.skull_stripped, "pose": self.pose,
-                       "volumes_ml": self.volumes, "structures": self.qc}
+                       "skull_stripped": self.skull_stripped, "pose": self.pose, "bias_corrected": self.bias_corrected,
+                       "warnings": self.warnings, "volumes_ml": self.volumes, "structures": self.qc}
             text = json.dumps(summary, indent=2) + "\n"
             write_atomic(paths["qc"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
         written["labels"] = paths["labels"]
@@ -203,8 +204,10 @@ class Segmenter:
         if scale != "hu":
             data = to_hounsfield(data, scale)
             warnings.append(f"CT values read as {CT_SCALE_NAMES[scale]} and converted to Hounsfield units")
+        corrected = False
         if self.bias_correct and modality == "mr":
             data, skipped = bias_corrected(data, image.spacing)
+            corrected = skipped is None
             if skipped:
                 warnings.append(f"bias correction skipped: {skipped}")
         canonical = to_canonical(image.with_data(data))
@@ -254,7 +257,7 @@ class Segmenter:
         timings["total_s"] = time.perf_counter() - start
         return SegmentationResult(label_img, volumes, qc, modality, {k: round(v, 3) for k, v in timings.items()},
                                   post_img, image.path, warnings=warnings, expert=chosen, skull_stripped=stripped,
-                                  pose=pose,
+                                  bias_corrected=corrected, pose=pose,
                                   signature=None if signature is None else signature_as_list(signature))
 
     def routing_signature(self, x: Any, affine: np.ndarray | None = None) -> np.ndarray:

@@ -135,17 +135,19 @@ def test_a_cormack_ct_segments_as_its_hounsfield_version_with_a_warning(segmente
 
 
 def test_bias_correction_divides_mr_scans_by_their_n4_field_and_leaves_ct_alone(tiny_model, phantom_t1_8mm,
-                                                                                 phantom_small):
+                                                                                 phantom_small, tmp_path):
     corrected = Segmenter(tiny_model, device="cpu", tta=False, bias_correct=True)
     plain = Segmenter(tiny_model, device="cpu", tta=False)
     scan, affine = phantom_t1_8mm
     biased = scan * np.linspace(0.6, 1.6, scan.shape[0], dtype=np.float32)[:, None, None]
     labels = lambda result: np.asarray(result.labels.dataobj)  # noqa: E731
     spacing = np.sqrt((affine[:3, :3] ** 2).sum(0))
-    assert np.array_equal(labels(corrected.segment(biased, affine)),
-                          labels(plain.segment(bias_corrected(biased, spacing)[0], affine)))
+    result = corrected.segment(biased, affine)
+    assert np.array_equal(labels(result), labels(plain.segment(bias_corrected(biased, spacing)[0], affine)))
+    assert json.loads(result.save(tmp_path / "corrected", qc=True)["qc"].read_text())["bias_corrected"] is True
     shifted = corrected.segment(scan - scan.mean(), affine)  # not a magnitude image: left as it is, and said
-    assert any("bias correction skipped" in w for w in shifted.warnings)
+    qc = json.loads(shifted.save(tmp_path / "shifted", qc=True)["qc"].read_text())
+    assert not qc["bias_corrected"] and any("bias correction skipped" in w for w in qc["warnings"])
     assert np.array_equal(labels(shifted), labels(plain.segment(scan - scan.mean(), affine)))
     ct_labels, ct_affine = phantom_small
     hu = _hounsfield(ct_labels)
