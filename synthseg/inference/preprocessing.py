@@ -97,31 +97,31 @@ def detect_modality(data: np.ndarray, requested: str = "auto") -> str:
 
 
 # N4 fits its field on a copy shrunk to about this many voxels along the scan's longest physical extent
-# (4-18 s added to a scan on 2 CPU cores: IXI 2 mm, bert, the stroke T1, chris_t1; benchmarks/RESULTS.md)
+# (with the pass that finds the brain, 4-10 s added to a scan on 2 CPU cores: IXI 2 mm, the stroke T1, 1 mm 256³;
+# benchmarks/RESULTS.md)
 N4_GRID_VOXELS = 64
 
 
-def bias_corrected(data: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, str | None]:
+def bias_corrected(data: np.ndarray, spacing: Sequence[float], mask: np.ndarray) -> tuple[np.ndarray, str | None]:
     """``(scan / field, None)``: an MR scan divided by the smooth multiplicative bias field that N4 (SimpleITK)
-    fits inside an Otsu head mask; ``(scan, reason)`` unchanged where N4 does not apply (negative values: not a
-    magnitude image; a constant scan: no head to fit the field in).
-
-    The network was trained on bias fields up to the generator's range and reads most scans better
-    as they are; this helps scans with a strong uncorrected field (surface coils, 7 T)."""
+    fits inside ``mask`` (the brain, where the tissue classes are known: a mask of the whole head lets scalp and
+    skull pull the field, measured in benchmarks/RESULTS.md); ``(scan, reason)`` unchanged where N4 does not
+    apply (negative values: not a magnitude image; an empty mask)."""
     import SimpleITK as sitk
 
     values = np.asarray(data, dtype=np.float32)
     if values.min() < 0:
         return values, "it has negative values (not a magnitude image)"
+    if not np.any(mask):
+        return values, "no brain was found to fit a field in"
     image = sitk.GetImageFromArray(np.ascontiguousarray(values.transpose(2, 1, 0)))  # ITK arrays are (k, j, i)
     image.SetSpacing([float(s) for s in spacing])
-    mask = sitk.OtsuThreshold(image, 0, 1, 200)
-    if not sitk.GetArrayViewFromImage(mask).any():
-        return values, "no head was found to fit a field in"
+    itk_mask = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(mask, dtype=np.uint8).transpose(2, 1, 0)))
+    itk_mask.CopyInformation(image)
     target = max(n * s for n, s in zip(values.shape, spacing)) / N4_GRID_VOXELS
     shrink = [max(1, int(round(target / s))) for s in spacing]
     corrector = sitk.N4BiasFieldCorrectionImageFilter()
-    corrector.Execute(sitk.Shrink(image, shrink), sitk.Shrink(mask, shrink))
+    corrector.Execute(sitk.Shrink(image, shrink), sitk.Shrink(itk_mask, shrink))
     log_field = sitk.GetArrayFromImage(corrector.GetLogBiasFieldAsImage(image)).transpose(2, 1, 0)
     return (values / np.exp(log_field)).astype(np.float32), None
 

@@ -28,7 +28,7 @@ def test_a_smooth_field_is_divided_out(phantom_small, spacing):
         labels = labels[:, :, ::2]
     clean = _scan(labels)
     biased = clean * _smooth_field(labels.shape)
-    corrected, skipped = bias_corrected(biased, spacing)
+    corrected, skipped = bias_corrected(biased, spacing, labels > 0)
     assert skipped is None and corrected.shape == biased.shape and corrected.dtype == np.float32
     assert corrected.min() >= 0
     for label in (2, 16):  # white matter, head tissue: one intensity each before the field
@@ -36,9 +36,10 @@ def test_a_smooth_field_is_divided_out(phantom_small, spacing):
         assert _spread(corrected, mask) < 0.5 * _spread(biased, mask)
 
 
-@pytest.mark.parametrize("value, reason", [(7.0, "no head was found"), (-1.0, "negative values")])
-def test_scans_n4_does_not_apply_to_are_returned_unchanged_with_the_reason(value, reason):
+@pytest.mark.parametrize("value, inside, reason", [(7.0, False, "no brain was found"),
+                                                   (-1.0, True, "negative values")])
+def test_scans_n4_does_not_apply_to_are_returned_unchanged_with_the_reason(value, inside, reason):
     scan = np.full((12, 12, 12), 7.0, dtype=np.float32)
     scan[0, 0, 0] = value
-    corrected, skipped = bias_corrected(scan, (1.0, 1.0, 1.0))
+    corrected, skipped = bias_corrected(scan, (1.0, 1.0, 1.0), np.full(scan.shape, inside))
     assert np.array_equal(corrected, scan) and reason in skipped

@@ -134,16 +134,27 @@ def test_a_cormack_ct_segments_as_its_hounsfield_version_with_a_warning(segmente
     assert "Cormack units" in converted.warnings[0] and converted.warnings[1:] == reference.warnings
 
 
-def test_bias_correction_divides_mr_scans_by_their_n4_field_and_leaves_ct_alone(tiny_model, phantom_t1_8mm,
-                                                                                 phantom_small, tmp_path):
+def test_bias_correction_runs_n4_inside_the_brain_on_mr_scans_only(tiny_model, phantom_t1_8mm, phantom_small,
+                                                                   tmp_path, monkeypatch):
+    import synthseg.inference.segmenter as segmenter_module
+
+    fitted = []  # (mask, corrected scan) of every N4 call
+
+    def recorded(data, spacing, mask):
+        out = bias_corrected(data, spacing, mask)
+        fitted.append((mask, out[0]))
+        return out
+
+    monkeypatch.setattr(segmenter_module, "bias_corrected", recorded)
     corrected = Segmenter(tiny_model, device="cpu", tta=False, bias_correct=True)
     plain = Segmenter(tiny_model, device="cpu", tta=False)
-    scan, affine = phantom_t1_8mm
+    scan, affine = phantom_t1_8mm  # RAS already: the canonical grid is the scan's
     biased = scan * np.linspace(0.6, 1.6, scan.shape[0], dtype=np.float32)[:, None, None]
     labels = lambda result: np.asarray(result.labels.dataobj)  # noqa: E731
-    spacing = np.sqrt((affine[:3, :3] ** 2).sum(0))
     result = corrected.segment(biased, affine)
-    assert np.array_equal(labels(result), labels(plain.segment(bias_corrected(biased, spacing)[0], affine)))
+    (mask, n4_scan), = fitted
+    assert mask.shape == scan.shape and 0.05 < mask.mean() < 0.9  # the brain, not the whole grid nor nothing
+    assert np.array_equal(labels(result), labels(plain.segment(n4_scan, affine)))
     assert json.loads(result.save(tmp_path / "corrected", qc=True)["qc"].read_text())["bias_corrected"] is True
     shifted = corrected.segment(scan - scan.mean(), affine)  # not a magnitude image: left as it is, and said
     qc = json.loads(shifted.save(tmp_path / "shifted", qc=True)["qc"].read_text())
@@ -151,9 +162,9 @@ def test_bias_correction_divides_mr_scans_by_their_n4_field_and_leaves_ct_alone(
     assert np.array_equal(labels(shifted), labels(plain.segment(scan - scan.mean(), affine)))
     ct_labels, ct_affine = phantom_small
     hu = _hounsfield(ct_labels)
+    calls = len(fitted)
     ct = corrected.segment(hu, ct_affine)
-    assert ct.modality == "ct" and not any("bias correction" in w for w in ct.warnings)
-    assert np.array_equal(labels(ct), labels(plain.segment(hu, ct_affine)))
+    assert ct.modality == "ct" and len(fitted) == calls and not any("bias correction" in w for w in ct.warnings)
 
 
 def test_one_shot_function_and_save(tiny_model, phantom_t1, tmp_path):
