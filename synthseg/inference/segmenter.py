@@ -306,8 +306,8 @@ class Segmenter:
         return image
 
     def _bias_corrected(self, canonical: Image) -> tuple[Image, str | None]:
-        """The canonical MR scan divided by the bias field N4 fits inside its brain (``N4_MASK_IDS`` under one
-        straight pass of the general network, grown by ``N4_MASK_MARGIN_MM``), or unchanged and why not."""
+        """The canonical MR scan divided by the bias field N4 fits inside its brain and CSF (``N4_MASK_IDS`` under
+        one straight pass of the general network, grown by ``N4_MASK_MARGIN_MM``), or unchanged and why not."""
         spacing = float(self.card["spacing_mm"])
         work, box, affine = self._prepare(self._antialiased(canonical, spacing), "mr", spacing)
         labels = self._predict(work, self.loaded.network, (False,)).argmax(0)
