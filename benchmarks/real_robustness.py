@@ -20,8 +20,9 @@ MUSE labels) — are changed retrospectively, and the reference with them:
   percent of the scan's 99.5th percentile — the generator's own unit, whose training range is 0–6 % — as a
   faster or lower-field acquisition adds it on top of the scan's own;
 - *bias field*: the scan multiplied by a smooth field, ``exp`` of a random 4×4×4 grid of standard deviation
-  ``s`` upsampled over the grid (the generator's model; its training range is ``s`` 0–0.5), as a receive coil's
-  inhomogeneity left uncorrected shows it.
+  ``s`` upsampled over the grid (the generator's model and training range, ``s`` 0–0.5, but upsampled cubic where
+  the generator's ``smooth_field`` is trilinear: a smoother field; the session-41/42 figures were measured with
+  it), as a receive coil's inhomogeneity left uncorrected shows it.
 
 Noise and bias fields are drawn from a seed fixed per scan, so reruns and models see the same ones.
 

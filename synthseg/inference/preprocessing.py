@@ -102,6 +102,12 @@ def detect_modality(data: np.ndarray, requested: str = "auto") -> str:
 N4_GRID_VOXELS = 64
 
 
+def n4_unsuitable(data: np.ndarray) -> str | None:
+    """Why N4 cannot correct a scan (negative values: not a magnitude image), or ``None``; cheap, so a caller
+    can ask before it computes the mask."""
+    return "it has negative values (not a magnitude image)" if np.asarray(data).min() < 0 else None
+
+
 def bias_corrected(data: np.ndarray, spacing: Sequence[float], mask: np.ndarray) -> tuple[np.ndarray, str | None]:
     """``(scan / field, None)``: an MR scan divided by the smooth multiplicative bias field that N4 (SimpleITK)
     fits inside ``mask`` (the brain, where the tissue classes are known: a mask of the whole head lets scalp and
@@ -110,8 +116,9 @@ def bias_corrected(data: np.ndarray, spacing: Sequence[float], mask: np.ndarray)
     import SimpleITK as sitk
 
     values = np.asarray(data, dtype=np.float32)
-    if values.min() < 0:
-        return values, "it has negative values (not a magnitude image)"
+    unsuitable = n4_unsuitable(values)
+    if unsuitable:
+        return values, unsuitable
     if not np.any(mask):
         return values, "no brain was found to fit a field in"
     image = sitk.GetImageFromArray(np.ascontiguousarray(values.transpose(2, 1, 0)))  # ITK arrays are (k, j, i)

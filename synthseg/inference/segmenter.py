@@ -38,7 +38,7 @@ from synthseg.inference.pose import (MAX_RESIDUAL_MM, POSE_READS, POSE_REREAD_DE
                                     head_rotation, rotation_degrees, structure_centroids, turned_grid)
 from synthseg.inference.model import LoadedModel, load_model
 from synthseg.inference.preprocessing import (CT_SCALE_NAMES, MODALITIES, bias_corrected, ct_scale, detect_modality,
-                                              head_box_mask, normalize, to_hounsfield)
+                                              head_box_mask, n4_unsuitable, normalize, to_hounsfield)
 from synthseg.labels.protocol import NUM_CLASSES, STRUCTURES
 from synthseg.synthesis.acquisition import blur
 from synthseg.synthesis.intensity import MR_PERCENTILES, robust_quantiles
@@ -308,6 +308,9 @@ class Segmenter:
     def _bias_corrected(self, canonical: Image) -> tuple[Image, str | None]:
         """The canonical MR scan divided by the bias field N4 fits inside its brain and CSF (``N4_MASK_IDS`` under
         one straight pass of the general network, grown by ``N4_MASK_MARGIN_MM``), or unchanged and why not."""
+        unsuitable = n4_unsuitable(canonical.data)
+        if unsuitable:  # before the network pass that finds the brain, which it would waste
+            return canonical, unsuitable
         spacing = float(self.card["spacing_mm"])
         work, box, affine = self._prepare(self._antialiased(canonical, spacing), "mr", spacing)
         labels = self._predict(work, self.loaded.network, (False,)).argmax(0)
