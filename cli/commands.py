@@ -92,7 +92,7 @@ def cmd_segment(args: Namespace) -> int:
             report.skipped += other.skipped
             report.failed += other.failed
             report.rows += other.rows
-            report.timings.update(other.timings)
+            report.files.update(other.files)
     if args.volumes and report.rows:
         from synthseg.io.image import write_atomic
 

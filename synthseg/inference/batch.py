@@ -31,7 +31,7 @@ class BatchReport:
     skipped: list[Path] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     rows: list[dict] = field(default_factory=list)
-    timings: dict[str, dict] = field(default_factory=dict)
+    files: dict[str, dict] = field(default_factory=dict)  # input → what was done to it and its timings
 
 
 def collect_inputs(specs: Sequence[str | Path], recursive: bool = False) -> tuple[list[Path], list[str]]:
@@ -129,7 +129,7 @@ def run_batch(inputs: Sequence[Path], out: Path | None, make_segmenter: Callable
             _write_label_table(targets["labels"].parent)
             report.done.append(paths["labels"])
             report.rows.append({"input": str(path), **result.volumes})
-            report.timings[str(path)] = {**result.timings, "modality": result.modality}
+            report.files[str(path)] = {**result.what_was_done(), "timings": result.timings}
             for warning in result.warnings:
                 announce(f"{path}: warning: {warning}")
             flagged = [k for k, v in result.qc.items() if v.get("volume_flag", "ok") != "ok"]
@@ -201,7 +201,7 @@ def provenance(options: dict, segmenter_card: dict | None, device: str, report: 
             "experts": [e["contrast"] for e in segmenter_card.get("experts", [])]},
         "options": options, "device": device, "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
         "wall_s": round(time.time() - started, 2), "outputs": [str(p) for p in report.done],
-        "skipped": [str(p) for p in report.skipped], "failures": report.failed, "timings": report.timings,
+        "skipped": [str(p) for p in report.skipped], "failures": report.failed, "files": report.files,
         "host": os.uname().nodename if hasattr(os, "uname") else "",
     }
 

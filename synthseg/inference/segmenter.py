@@ -82,6 +82,13 @@ class SegmentationResult:
     # working grids turned with it}), None when the model has no reference pose or pose=False
     pose: dict | None = None
 
+    def what_was_done(self) -> dict:
+        """How this scan was read and segmented (modality, network, pose, bias correction, warnings): the
+        head of ``_qc.json`` and each input's entry in the batch provenance."""
+        return {"modality": self.modality, "expert": self.expert, "contrast_signature": self.signature,
+                "skull_stripped": self.skull_stripped, "pose": self.pose, "bias_corrected": self.bias_corrected,
+                "warnings": self.warnings}
+
     def save(self, destination: str | Path, stem: str | None = None, qc: bool = False) -> dict[str, Path]:
         """Write the labels (plus posteriors and ``_qc.json`` when present/asked) where :func:`output_paths` says.
 
@@ -97,9 +104,7 @@ class SegmentationResult:
             write_atomic(paths["posteriors"], lambda tmp: nib.save(self.posteriors, str(tmp)), suffix=".nii.gz")
         if qc:
             written["qc"] = paths["qc"]
-            summary = {"modality": self.modality, "expert": self.expert, "contrast_signature": self.signature,
-                       "skull_stripped": self.skull_stripped, "pose": self.pose, "bias_corrected": self.bias_corrected,
-                       "warnings": self.warnings, "volumes_ml": self.volumes, "structures": self.qc}
+            summary = {**self.what_was_done(), "volumes_ml": self.volumes, "structures": self.qc}
             text = json.dumps(summary, indent=2) + "\n"
             write_atomic(paths["qc"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
         written["labels"] = paths["labels"]

@@ -1,4 +1,5 @@
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -39,6 +40,14 @@ def test_batch_with_a_corrupt_file_finishes_the_others(tmp_path, phantom_t1, tin
     rows = list(csv.DictReader(open(tmp_path / "vol.csv", encoding="utf-8")))
     assert len(rows) == 3 and float(rows[0]["ICV"]) > 0
     assert (out / "dseg.tsv").exists() and (out / "synthseg_provenance.json").exists()
+    files = json.loads((out / "synthseg_provenance.json").read_text(encoding="utf-8"))["files"]
+    assert sorted(files) == sorted(map(str, inputs))  # the failed input has no entry
+    for path in inputs:  # what was done to each input, as its _qc.json says, and how long it took
+        qc = json.loads((out / f"{path.name[:-7]}_qc.json").read_text(encoding="utf-8"))
+        entry = files[str(path)]
+        assert entry["timings"]["total_s"] > 0 and entry["modality"] == "mr"
+        assert {k: v for k, v in entry.items() if k != "timings"} == {
+            k: v for k, v in qc.items() if k not in ("volumes_ml", "structures")}
 
 
 def test_missing_inputs_leave_nothing_behind(tmp_path, tiny_model, capsys, monkeypatch):
