@@ -260,7 +260,9 @@ def main() -> None:
                     "bias_correct": args.bias_correct}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        if not args.skip_synthetic:
+        if not args.skip_synthetic and not card.get("holdout_templates"):
+            print("1. synthetic held-out: skipped, the model's card names no template held out of its training")
+        elif not args.skip_synthetic:
             print("1. synthetic held-out templates", card.get("holdout_templates"))
             draws = args.draws.split(",")
             synth = synthetic_heldout(segmenter, Path(args.templates), card["holdout_templates"], draws)

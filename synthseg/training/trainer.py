@@ -36,7 +36,8 @@ PHANTOM_SEEDS = (0, 1, 2)
 
 
 def load_template_split(config: TrainConfig):
-    """Training and held-out templates with their recipe (``phantom`` = the built-in phantom)."""
+    """Training and validation templates with their recipe (``phantom`` = the built-in phantom). Validation
+    uses the held-out templates (``data.holdout``) or, when none are held out, the last training template."""
     data = config.data
     if data.templates == PHANTOM:
         spacing = min(2.0, max(1.0, config.generator.spacing / 2))  # half the working voxel, 1-2 mm
@@ -50,10 +51,10 @@ def load_template_split(config: TrainConfig):
     if unknown:
         raise SynthSegError(f"config field data.holdout names unknown templates: {', '.join(unknown)}")
     train = [t for t in templates if t.name not in data.holdout]
-    held = [t for t in templates if t.name in data.holdout] or templates[-1:]
     if not train:
         raise SynthSegError("config field data.holdout leaves no template for training")
-    return train, held, recipe
+    validation = [t for t in templates if t.name in data.holdout] or train[-1:]
+    return train, validation, recipe
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -89,9 +90,10 @@ class Trainer:
         if loop.threads > 0:
             torch.set_num_threads(loop.threads)
         self._seed_everything(loop.seed + 1000 * self.rank)
-        train, held, recipe = load_template_split(config)
+        train, validation, recipe = load_template_split(config)
         self.template_names = [t.name for t in train]
-        self.holdout_names = [t.name for t in held]
+        self.holdout_names = list(config.data.holdout)  # truly unseen: only what the config holds out
+        self.validation_names = [t.name for t in validation]
         self.generator = Generator(train, recipe, config.generator, self.device, seed=loop.seed + 1000 * self.rank)
         self.model = build_network(config.model).to(self.device)
         self.net = self.model
@@ -121,7 +123,7 @@ class Trainer:
             self._resume(resume)
         elif config.model.init_weights:
             self._load_initial_weights(Path(config.model.init_weights))
-        self.val_set = self._make_validation_set(held, recipe)
+        self.val_set = self._make_validation_set(validation, recipe)
 
     # ------------------------------------------------------------------ setup helpers
     @staticmethod
@@ -130,9 +132,9 @@ class Trainer:
         np.random.seed(seed % 2 ** 32)
         torch.manual_seed(seed)
 
-    def _make_validation_set(self, held, recipe) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """A fixed, seeded set of synthetic samples from held-out templates (made once per run)."""
-        generator = Generator(held, recipe, self.config.generator, self.device, seed=12345)
+    def _make_validation_set(self, templates, recipe) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """A fixed, seeded set of synthetic samples from the validation templates (made once per run)."""
+        generator = Generator(templates, recipe, self.config.generator, self.device, seed=12345)
         samples = []
         for i in range(self.config.loop.val_samples):
             image, target = generator.render(generator.sample_params(10_000 + i))
@@ -146,6 +148,7 @@ class Trainer:
             "best": self.best, "generator_rng": self.generator.rng.get_state(), "torch_rng": torch.get_rng_state(),
             "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
             "config": self.config.to_dict(), "templates": self.template_names, "holdout": self.holdout_names,
+            "validation": self.validation_names,
             "history": self.history[-200:],
         }
 
@@ -341,8 +344,10 @@ class Trainer:
             (self.run_dir / "config.json").write_text(config_text, encoding="utf-8")
             self.log(f"training on {self.device} ({self.world} process(es), autocast {self.amp_dtype or 'off'}); "
                      f"{count_parameters(self.model):,} "
-                     f"parameters; templates: {len(self.template_names)} train, held out: "
-                     f"{', '.join(self.holdout_names)}")
+                     f"parameters; templates: {len(self.template_names)} train, " + (
+                         f"held out for validation: {', '.join(self.holdout_names)}" if self.holdout_names else
+                         f"none held out: validation on {', '.join(self.validation_names)}, which is also "
+                         "trained on (data.holdout holds templates out)"))
         self._install_signals()
         writer = self._tensorboard()
         csv_path = self.run_dir / "log.csv"

@@ -64,8 +64,17 @@ def test_lr_schedule_warms_up_then_decays():
     assert lr_factor(100, 10, 100, 0.1) == pytest.approx(0.1)
 
 
+def test_only_templates_the_config_holds_out_are_called_held_out(tmp_path):
+    trainer = Trainer(_config("loop.steps=1"), tmp_path, progress=False)
+    assert trainer.holdout_names == [] and trainer.validation_names == ["phantom-2"]
+    assert "phantom-2" in trainer.template_names  # validated on, but trained on too
+    held = Trainer(_config("loop.steps=1", "data.holdout=[phantom-2]"), tmp_path / "held", progress=False)
+    assert held.holdout_names == held.validation_names == ["phantom-2"]
+    assert "phantom-2" not in held.template_names
+
+
 def test_export_writes_weights_and_card(tmp_path):
-    Trainer(_config("loop.steps=2", "loop.val_every=2"), tmp_path, progress=False).run()
+    Trainer(_config("loop.steps=2", "loop.val_every=2", "data.holdout=[phantom-2]"), tmp_path, progress=False).run()
     card_path = export_model(list_checkpoints(tmp_path / "checkpoints")[-1], tmp_path / "model")
     card = json.loads(card_path.read_text(encoding="utf-8"))
     assert card["sha256"] == sha256(tmp_path / "model" / "model.pt")
