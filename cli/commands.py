@@ -109,7 +109,7 @@ def cmd_segment(args: Namespace) -> int:
         except (OSError, SynthSegError) as error:
             report.failed.append(f"{prov_folder}: cannot write provenance ({error})")
     print(f"segmented {len(report.done)}, skipped {len(report.skipped)}, failed {len(report.failed)}"
-          + (f"; outputs in {out}" if out and report.done else ""))
+          + ((f"; outputs in {out}" if out else "; outputs next to each input") if report.done else ""))
     for line in report.failed:
         _err(f"failed: {line}")
     return 1 if report.failed or not (report.done or report.skipped) else 0

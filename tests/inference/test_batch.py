@@ -63,6 +63,7 @@ def test_skip_existing_really_skips_and_existing_outputs_are_protected(tmp_path,
     assert main(args) == 0
     output = inputs[0].parent / "scan0_dseg.nii.gz"  # next to the input when -o is omitted
     before = output.stat().st_mtime_ns
+    assert "outputs next to each input" in capsys.readouterr().out
     assert main(args + ["--skip-existing"]) == 0
     assert "skipped 2" in capsys.readouterr().out and output.stat().st_mtime_ns == before
     assert main(args) == 1
