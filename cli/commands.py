@@ -41,9 +41,10 @@ def cmd_models(args: Namespace) -> int:
 # ---------------------------------------------------------------------------- segment
 def cmd_segment(args: Namespace) -> int:
     from synthseg.inference import batch
-    from synthseg.inference.segmenter import Segmenter, names_label_file
+    from synthseg.inference.segmenter import Segmenter, check_options, names_label_file
 
     started = time.time()
+    check_options(voxel_size=args.voxel_size)  # before any folder is made
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     device = args.device
     if world > 1:
@@ -69,7 +70,8 @@ def cmd_segment(args: Namespace) -> int:
     def make() -> Segmenter:
         segmenters.append(Segmenter(args.model, device=device, tta=args.tta, threads=args.threads,
                                     modality=args.modality, amp=args.amp, experts=args.experts,
-                                    cleanup=args.cleanup, pose=args.pose, bias_correct=args.bias_correct))
+                                    cleanup=args.cleanup, pose=args.pose, bias_correct=args.bias_correct,
+                                    voxel_size=args.voxel_size))
         return segmenters[0]
 
     report = batch.run_batch(inputs, out, make, posteriors=args.posteriors, qc=args.qc, png=args.png,

@@ -167,11 +167,15 @@ def _write_label_table(folder: Path) -> None:
 def _write_png(path: Path, result, png: Path) -> None:
     import nibabel as nib
 
+    from synthseg.io.geometry import resample_to_grid
     from synthseg.io.image import load_image
     from synthseg.viz import montage, save_png
 
     image = load_image(path)
-    canon = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(image.data, np.float32), image.affine))
+    data = np.asarray(image.data, np.float32)
+    if data.shape != result.labels.shape:  # labels on another grid (voxel_size): the scan shown on theirs
+        data = resample_to_grid(data, image.affine, result.labels.shape, result.labels.affine, order=1)
+    canon = nib.as_closest_canonical(nib.Nifti1Image(data, result.labels.affine))
     labels = nib.as_closest_canonical(result.labels)
     save_png([montage(np.asarray(canon.dataobj)), montage(np.asarray(canon.dataobj), np.asarray(labels.dataobj))],
              png)

@@ -31,8 +31,9 @@ from synthseg.device import AMP_MODES, autocast_dtype, resolve_device
 from synthseg.errors import SynthSegError, check_choice
 from synthseg.inference.cleanup import remove_islands
 from synthseg.io.geometry import (BoundingBox, argmax_to_grid, grid_for_spacing, pad_to_shape, resample_to_grid,
-                                  to_canonical)
-from synthseg.io.image import Image, load_image, looks_like_label_map, save_image, validate_image, write_atomic
+                                  to_canonical, voxel_sizes)
+from synthseg.io.image import (MAX_VOXELS, Image, load_image, looks_like_label_map, save_image, validate_image,
+                               write_atomic)
 from synthseg.inference.experts import choose_expert, contrast_signature, signature_as_list
 from synthseg.inference.pose import (MAX_RESIDUAL_MM, POSE_READS, POSE_REREAD_DEGREES, POSE_TURN_DEGREES,
                                     head_rotation, rotation_degrees, structure_centroids, turned_grid)
@@ -57,6 +58,8 @@ N4_MASK_MARGIN_MM = 6.0
 # (the network sees the head 11 % larger on a grid that samples the scan at other points; measured in
 # benchmarks/RESULTS.md against a second 2 mm grid shifted by half a voxel)
 TTA_SPACING_FACTORS = (1.0, 0.9)
+# an output voxel size (``voxel_size``) outside this range, in mm, is refused as a mistake
+OUTPUT_VOXEL_RANGE_MM = (0.2, 10.0)
 
 
 @dataclass
@@ -150,8 +153,13 @@ def output_paths(destination: str | Path, stem: str) -> dict[str, Path]:
 
 
 def check_options(threads: int | None = None, modality: str = "auto", overlap: float = 0.5,
-                  amp: str = "auto") -> None:
+                  amp: str = "auto", voxel_size: float | None = None) -> None:
     """Refuse bad segmentation options up front, before a model loads or a batch starts."""
+    low, high = OUTPUT_VOXEL_RANGE_MM
+    if voxel_size is not None and (isinstance(voxel_size, bool) or not isinstance(voxel_size, numbers.Real)
+                                   or not low <= voxel_size <= high):
+        raise SynthSegError(f"voxel_size must be a number of mm in [{low}, {high}] (None: the scan's own grid), "
+                            f"got {voxel_size!r}")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 0):
         raise SynthSegError(f"threads must be a whole number >= 0 (0 or None: torch's default), got {threads!r}")
     check_choice("modality", modality, MODALITIES)
@@ -166,8 +174,8 @@ class Segmenter:
     def __init__(self, model: str | Path | None = None, device: str = "auto", tta: bool = True,
                  threads: int | None = None, modality: str = "auto", overlap: float = 0.5,
                  amp: str = "auto", experts: bool = True, cleanup: bool = True, pose: bool = True,
-                 bias_correct: bool = False) -> None:
-        check_options(threads=threads, modality=modality, overlap=overlap, amp=amp)
+                 bias_correct: bool = False, voxel_size: float | None = None) -> None:
+        check_options(threads=threads, modality=modality, overlap=overlap, amp=amp, voxel_size=voxel_size)
         if threads:
             torch.set_num_threads(int(threads))
         self.device = resolve_device(device)
@@ -179,12 +187,13 @@ class Segmenter:
         self.cleanup = cleanup
         self.pose = pose
         self.bias_correct = bias_correct
+        self.voxel_size = voxel_size  # None: outputs on the scan's own grid
 
     @classmethod
     def from_network(cls, network: torch.nn.Module, card: dict, device: str = "cpu", **options) -> "Segmenter":
         """Wrap an in-memory network (tests, validation during training) without files; one pass per
         window and no island clean-up unless ``tta=True`` / ``cleanup=True`` is given."""
-        check_options(**{k: v for k, v in options.items() if k in ("modality", "overlap", "amp")})
+        check_options(**{k: v for k, v in options.items() if k in ("modality", "overlap", "amp", "voxel_size")})
         self = cls.__new__(cls)
         self.device = resolve_device(device)
         self.loaded = LoadedModel(network.to(self.device).eval(), card, None)
@@ -195,6 +204,7 @@ class Segmenter:
         self.cleanup = options.get("cleanup", False)
         self.pose = options.get("pose", False)
         self.bias_correct = options.get("bias_correct", False)
+        self.voxel_size = options.get("voxel_size")
         return self
 
     @property
@@ -203,10 +213,12 @@ class Segmenter:
 
     # ------------------------------------------------------------------ public API
     def segment(self, x: Any, affine: np.ndarray | None = None, posteriors: bool = False) -> SegmentationResult:
-        """Segment a path, a nibabel image, an :class:`Image`, or an array with its affine."""
+        """Segment a path, a nibabel image, an :class:`Image`, or an array with its affine. Labels, posteriors
+        and volumes come on the scan's own grid or, with ``voxel_size``, on :meth:`output_grid`."""
         timings: dict[str, float] = {}
         start = time.perf_counter()
         image = self._as_image(x, affine)
+        out_shape, out_affine = self.output_grid(image)
         timings["load_s"] = time.perf_counter() - start
         modality = detect_modality(image.data, self.modality)
         t = time.perf_counter()
@@ -244,22 +256,22 @@ class Segmenter:
         t = time.perf_counter()
         # outside its head crop a grid counts as background (argmax_to_grid's rule outside a source)
         labels = argmax_to_grid([(probs, box.cropped_affine(affine)) for probs, box, affine in grids],
-                                image.shape, image.affine)
+                                out_shape, out_affine)
         post_img = None
         if posteriors:
             post = 0
             for probs, box, affine in grids:  # in place: one input-grid volume of 17 channels at a time
                 full = pad_to_shape(probs, box, fill=0.0)
                 full[0][~_inside(box)] = 1.0  # outside the head crop: background
-                post += resample_to_grid(full, affine, image.shape, image.affine, order=1)
-            post_img = _posterior_image(post / len(grids), image)
+                post += resample_to_grid(full, affine, out_shape, out_affine, order=1)
+            post_img = _posterior_image(post / len(grids), image, out_affine)
         timings["resample_s"] = time.perf_counter() - t
         if self.cleanup:  # the posteriors stay the network's; only the labels lose their islands
             t = time.perf_counter()
             labels = remove_islands(labels)
             timings["cleanup_s"] = time.perf_counter() - t
-        label_img = image.with_data(labels.astype(np.uint8)).to_nifti(np.uint8)
-        volumes = _volumes(labels, image.spacing)
+        label_img = image.with_data(labels.astype(np.uint8), out_affine).to_nifti(np.uint8)
+        volumes = _volumes(labels, voxel_sizes(out_affine))
         qc = self._qc(first_grid, volumes)
         stripped = looks_skull_stripped(volumes)
         if stripped:
@@ -269,6 +281,19 @@ class Segmenter:
                                   post_img, image.path, warnings=warnings, expert=chosen, skull_stripped=stripped,
                                   bias_corrected=corrected, pose=pose,
                                   signature=None if signature is None else signature_as_list(signature))
+
+    def output_grid(self, image: Image) -> tuple[tuple[int, ...], np.ndarray]:
+        """The grid the outputs come on: the scan's own, or with ``voxel_size`` an isotropic grid of that many mm
+        over the scan's field of view, along the scan's axes (e.g. 1 mm volumetry of a thick-slice scan)."""
+        if self.voxel_size is None:
+            return image.shape, image.affine
+        shape, affine = grid_for_spacing(image.shape, image.affine, float(self.voxel_size))
+        if np.prod(shape, dtype=np.float64) > MAX_VOXELS:
+            raise SynthSegError(f"a {self.voxel_size} mm output grid over this scan would hold "
+                                f"{np.prod(shape, dtype=np.float64) / 1e6:.0f} M voxels ({'x'.join(map(str, shape))}), "
+                                f"above the {MAX_VOXELS / 1e6:.0f} M-voxel memory budget; choose a larger voxel size",
+                                image.path or "<array>")
+        return shape, affine
 
     def routing_signature(self, x: Any, affine: np.ndarray | None = None) -> np.ndarray:
         """The contrast signature that routes an MR scan among the experts (as :meth:`segment` reads it):
@@ -528,10 +553,11 @@ def _volumes(labels: np.ndarray, spacing: np.ndarray) -> dict[str, float]:
     return volumes
 
 
-def _posterior_image(post: np.ndarray, image: Image) -> nib.Nifti1Image:
-    """Probabilities as a 4D uint8 image (value/255 via scl_slope) in the input grid."""
+def _posterior_image(post: np.ndarray, image: Image, affine: np.ndarray) -> nib.Nifti1Image:
+    """Probabilities as a 4D uint8 image (value/255 via scl_slope) on the output grid (``affine``), with the
+    input's header."""
     data = np.moveaxis(np.clip(np.rint(post * 255), 0, 255).astype(np.uint8), 0, -1)
-    out = image.with_data(data[..., 0]).to_nifti(np.uint8)
+    out = image.with_data(data[..., 0], affine).to_nifti(np.uint8)
     nifti = nib.Nifti1Image(data, out.affine, out.header)
     nifti.header.set_slope_inter(1 / 255.0, 0.0)
     nifti.header.set_intent("none")

@@ -76,6 +76,17 @@ def test_bias_correct_reaches_the_segmenter(tmp_path, tiny_model, phantom_t1_8mm
     assert np.array_equal(labels, expected[True]) and not np.array_equal(labels, expected[False])
 
 
+def test_voxel_size_reaches_the_segmenter_and_the_montage(tmp_path, tiny_model, phantom_t1):
+    path, _, _ = phantom_t1
+    assert main(["segment", str(path), "-o", str(tmp_path / "out"), "--model", str(tiny_model), "--device", "cpu",
+                 "--no-tta", "--voxel-size", "2", "--png"]) == 0
+    labels = nib.load(str(tmp_path / "out" / f"{path.name[:-7]}_dseg.nii.gz"))
+    assert np.allclose(labels.header.get_zooms(), 2.0) and (tmp_path / "out" / f"{path.name[:-7]}_dseg.png").exists()
+    assert main(["segment", str(path), "-o", str(tmp_path / "bad"), "--model", str(tiny_model),
+                 "--voxel-size", "0"]) == 1
+    assert not (tmp_path / "bad").exists()  # refused before any folder is made
+
+
 def test_templates_generate_and_evaluate_commands(tmp_path, phantom_small, capsys):
     labels, affine = phantom_small
     source = write_nifti(tmp_path / "head.nii.gz", labels.astype(np.int16), affine)

@@ -7,6 +7,8 @@ import pytest
 from synthseg.errors import SynthSegError
 from synthseg.inference.preprocessing import bias_corrected, ct_scale, looks_like_ct, to_hounsfield
 from synthseg.inference.segmenter import Segmenter, looks_skull_stripped, output_paths, segment
+from synthseg.io.geometry import resample_to_grid
+from synthseg.labels.protocol import STRUCTURES
 from tests.conftest import write_nifti
 
 
@@ -23,6 +25,11 @@ def _reoriented(data, affine, codes):
 
 def _to_ras(img) -> np.ndarray:
     return np.asarray(nib.as_closest_canonical(img).dataobj)
+
+
+def _centre(img) -> np.ndarray:
+    """World coordinates of a grid's centre."""
+    return (img.affine @ np.append((np.asarray(img.shape[:3]) - 1) / 2, 1))[:3]
 
 
 def test_labels_keep_the_input_grid_and_header(segmenter, phantom_t1, tmp_path):
@@ -193,6 +200,36 @@ def test_skull_stripped_inputs_are_recognised_from_skull_and_scalp_volumes():
     assert not looks_skull_stripped({"Skull": 533, "Head": 1122, "ICV": 1613})
 
 
+def test_voxel_size_puts_every_output_on_an_isotropic_grid_along_the_scans_axes(tiny_model, phantom_t1, tmp_path):
+    path, _, affine = phantom_t1
+    data = nib.load(str(path)).get_fdata().astype(np.float32)
+    scan = _reoriented(data[:, :, ::2], np.diag([1, 1, 2, 1]) @ affine, ("L", "I", "A"))  # 4 x 8 x 4 mm, turned
+    nib.save(scan, str(tmp_path / "thick.nii.gz"))
+    default = Segmenter(tiny_model, device="cpu", tta=False).segment(tmp_path / "thick.nii.gz", posteriors=True)
+    fine = Segmenter(tiny_model, device="cpu", tta=False, voxel_size=2).segment(tmp_path / "thick.nii.gz",
+                                                                                 posteriors=True)
+    labels = fine.labels
+    extent = np.asarray(scan.shape) * np.asarray(scan.header.get_zooms())
+    assert labels.shape == tuple(int(n) for n in extent / 2) and np.allclose(labels.header.get_zooms(), 2)
+    assert nib.aff2axcodes(labels.affine) == ("L", "I", "A") and labels.get_data_dtype() == np.uint8
+    assert np.allclose(_centre(labels), _centre(scan))  # the same field of view
+    saved = nib.load(str(fine.save(tmp_path / "out")["posteriors"]))
+    assert saved.shape == (*labels.shape, 17) and np.allclose(saved.affine, labels.affine)
+    values = np.asarray(labels.dataobj)
+    for name, ml in fine.volumes.items():  # volumes are counted on the grid the labels are on
+        if name != "ICV":
+            assert ml == pytest.approx(np.sum(values == next(s.id for s in STRUCTURES if s.short == name)) * 8e-3,
+                                       abs=1e-3)
+    assert fine.volumes["ICV"] == pytest.approx(default.volumes["ICV"], rel=0.05)
+    # the coarse default labels sampled at the fine grid's voxel centres mostly agree with the fine labels
+    back = resample_to_grid(np.asarray(default.labels.dataobj, np.float32), default.labels.affine, labels.shape,
+                            labels.affine, order=0)
+    assert np.mean(back == values) > 0.9
+    own = Segmenter(tiny_model, device="cpu", tta=False, voxel_size=4.0).segment(path)  # the scan's own spacing
+    assert np.array_equal(np.asarray(own.labels.dataobj), np.asarray(segment(path, model=tiny_model, device="cpu",
+                                                                             tta=False).labels.dataobj))
+
+
 def test_unknown_model_and_device(tiny_model):
     with pytest.raises(SynthSegError, match="no such model"):
         Segmenter("no-such-model")
@@ -206,6 +243,9 @@ def test_unknown_model_and_device(tiny_model):
     ({"modality": "pet"}, "modality must be one of auto, mr, ct, got 'pet'"),
     ({"overlap": 1.0}, r"overlap must be in \[0, 1\), got 1.0"),
     ({"amp": "fp8"}, "amp must be one of auto, off, bf16, fp16, got 'fp8'"),
+    ({"voxel_size": 0.0}, r"voxel_size must be a number of mm in \[0.2, 10.0\].*got 0.0"),
+    ({"voxel_size": 25}, "voxel_size must be a number of mm"),
+    ({"voxel_size": "1"}, "voxel_size must be a number of mm"),
 ])
 def test_bad_options_are_refused_before_the_model_loads(option, message):
     with pytest.raises(SynthSegError, match=message):
