@@ -3,8 +3,8 @@ thick-slice (1×1×5 mm) head, each in a fresh process so the RSS is its own. In
 ``../shared/data/dev/wholehead/chris_t1.nii.gz`` (a real whole-head T1). Each child runs as the
 library does by default (test-time augmentation on); the 1 mm case runs once more with freed memory
 retained, as `synthseg segment` runs (``synthseg.device.retain_freed_memory``), once in one pass
-(``tta=False``, `--no-tta`) and once with N4 first (``bias_correct=True``, `--bias-correct`), and the ratios
-to the default run are printed.
+(``tta=False``, `--no-tta`), once with N4 first (``bias_correct=True``, `--bias-correct`) and once writing
+the class probabilities too (``posteriors=True``, `--posteriors`), and the ratios to the default run are printed.
 
     python benchmarks/inference_speed.py [--model NAME] [--device cpu]
 """
@@ -32,7 +32,7 @@ from synthseg.inference.segmenter import Segmenter
 seg = Segmenter(sys.argv[2] or None, device=sys.argv[3], tta=sys.argv[4] != "one-pass",
                 bias_correct=sys.argv[4] == "bias-correct")
 load = time.perf_counter() - t
-result = seg.segment(sys.argv[1])
+result = seg.segment(sys.argv[1], posteriors=sys.argv[4] == "posteriors")
 print(json.dumps({"wall_s": time.perf_counter() - t, "model_load_s": load, **result.timings,
                   "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2}))
 """
@@ -67,7 +67,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         inputs = make_inputs(Path(tmp))
         runs = [(name, path, "default") for name, path in inputs.items()]
-        runs += [("1mm_256cube", inputs["1mm_256cube"], mode) for mode in ("retain", "one-pass", "bias-correct")]
+        runs += [("1mm_256cube", inputs["1mm_256cube"], mode) for mode in ("retain", "one-pass", "bias-correct",
+                                                                                  "posteriors")]
         walls = {}
         for name, path, mode in runs:
             shape = nib.load(str(path)).shape
@@ -84,7 +85,8 @@ def main() -> None:
                   f"{r['inference_s']:.1f}, resample back {r['resample_s']:.1f}, island clean-up "
                   f"{r.get('cleanup_s', 0.0):.1f}), peak RSS {r['peak_rss_gb']:.2f} GB")
         for mode, meaning in (("retain", "with freed memory retained"), ("one-pass", "in one pass (--no-tta)"),
-                              ("bias-correct", "with N4 first (--bias-correct)")):
+                              ("bias-correct", "with N4 first (--bias-correct)"),
+                              ("posteriors", "with class probabilities (--posteriors)")):
             if ("1mm_256cube", mode) in walls and ("1mm_256cube", "default") in walls:
                 print(f"1 mm 256³ {meaning}: wall-time ratio to the default "
                       f"{walls[('1mm_256cube', mode)] / walls[('1mm_256cube', 'default')]:.2f}")

@@ -30,8 +30,8 @@ from scipy import ndimage
 from synthseg.device import AMP_MODES, autocast_dtype, resolve_device
 from synthseg.errors import SynthSegError, check_choice
 from synthseg.inference.cleanup import remove_islands
-from synthseg.io.geometry import (BoundingBox, argmax_to_grid, grid_for_spacing, pad_to_shape, resample_to_grid,
-                                  to_canonical, voxel_sizes)
+from synthseg.io.geometry import (BoundingBox, argmax_to_grid, grid_for_spacing, pad_to_shape,
+                                  probabilities_to_grid, resample_to_grid, to_canonical, voxel_sizes)
 from synthseg.io.image import (MAX_VOXELS, Image, load_image, looks_like_label_map, save_image, validate_image,
                                write_atomic)
 from synthseg.inference.experts import choose_expert, contrast_signature, signature_as_list
@@ -254,17 +254,12 @@ class Segmenter:
             timings["inference_s"] += time.perf_counter() - t
             grids.append((probs, box, work_affine))
         t = time.perf_counter()
-        # outside its head crop a grid counts as background (argmax_to_grid's rule outside a source)
-        labels = argmax_to_grid([(probs, box.cropped_affine(affine)) for probs, box, affine in grids],
-                                out_shape, out_affine)
+        # outside its head crop a grid counts as background (the rule of both functions outside a source)
+        sources = [(probs, box.cropped_affine(affine)) for probs, box, affine in grids]
+        labels = argmax_to_grid(sources, out_shape, out_affine)
         post_img = None
-        if posteriors:
-            post = 0
-            for probs, box, affine in grids:  # in place: one input-grid volume of 17 channels at a time
-                full = pad_to_shape(probs, box, fill=0.0)
-                full[0][~_inside(box)] = 1.0  # outside the head crop: background
-                post += resample_to_grid(full, affine, out_shape, out_affine, order=1)
-            post_img = _posterior_image(post / len(grids), image, out_affine)
+        if posteriors:  # their argmax is the labels before the clean-up
+            post_img = _posterior_image(probabilities_to_grid(sources, out_shape, out_affine), image, out_affine)
         timings["resample_s"] = time.perf_counter() - t
         if self.cleanup:  # the posteriors stay the network's; only the labels lose their islands
             t = time.perf_counter()
@@ -534,12 +529,6 @@ class Segmenter:
         return qc
 
 
-def _inside(box: BoundingBox) -> np.ndarray:
-    mask = np.zeros(box.shape, dtype=bool)
-    mask[box.slices] = True
-    return mask
-
-
 def looks_skull_stripped(volumes: dict[str, float]) -> bool:
     """Whether the segmented skull and scalp are too small for an unstripped head (see ``STRIPPED_HEAD_RATIO``)."""
     return volumes["Skull"] + volumes["Head"] < STRIPPED_HEAD_RATIO * volumes["ICV"]
@@ -555,8 +544,9 @@ def _volumes(labels: np.ndarray, spacing: np.ndarray) -> dict[str, float]:
 
 def _posterior_image(post: np.ndarray, image: Image, affine: np.ndarray) -> nib.Nifti1Image:
     """Probabilities as a 4D uint8 image (value/255 via scl_slope) on the output grid (``affine``), with the
-    input's header."""
-    data = np.moveaxis(np.clip(np.rint(post * 255), 0, 255).astype(np.uint8), 0, -1)
+    input's header. ``post`` is overwritten (no second float copy of a 17-channel volume)."""
+    np.multiply(post, 255, out=post)
+    data = np.moveaxis(np.clip(np.rint(post, out=post), 0, 255, out=post).astype(np.uint8), 0, -1)
     out = image.with_data(data[..., 0], affine).to_nifti(np.uint8)
     nifti = nib.Nifti1Image(data, out.affine, out.header)
     nifti.header.set_slope_inter(1 / 255.0, 0.0)

@@ -154,6 +154,45 @@ def argmax_to_grid(sources: Sequence[tuple[np.ndarray, np.ndarray]], shape: Sequ
     return labels
 
 
+def probabilities_to_grid(sources: Sequence[tuple[np.ndarray, np.ndarray]], shape: Sequence[int],
+                          target_affine: np.ndarray, slab_voxels: int = 500_000) -> np.ndarray:
+    """The mean of the linearly resampled class probabilities ``(C, X, Y, Z)`` of one or more ``(probs, affine)``
+    source grids whose axes are parallel to the target's, on the target grid (float32, channels first); outside
+    its grid a source counts as background (channel 0), so :func:`argmax_to_grid` gives its argmax.
+
+    Separable: with parallel axes, trilinear interpolation is one two-point blend per axis, done along the
+    target's axes in turn (the last first, slab by slab of about ``slab_voxels`` target voxels), a few times
+    faster than sampling every target voxel's eight corners.
+    """
+    import torch
+
+    shape = tuple(int(n) for n in shape)
+    channels = sources[0][0].shape[0]
+    result = torch.zeros((channels, *shape), dtype=torch.float32)
+    plans = []
+    for probs, affine in sources:
+        axes, lookups = _parallel_axis_lookups(affine, probs.shape[1:], shape, target_affine)
+        padded = torch.zeros((channels, *(n + 2 for n in probs.shape[1:])), dtype=torch.float32)
+        padded[0] = 1.0  # background all round
+        padded[:, 1:-1, 1:-1, 1:-1] = torch.from_numpy(np.ascontiguousarray(probs, dtype=np.float32))
+        blends = [(torch.from_numpy(low), torch.from_numpy(weight)) for low, weight in lookups]
+        plans.append((padded.permute(0, *(1 + axes).tolist()), blends))  # source axes in the target's order
+    slab = max(1, slab_voxels // (shape[0] * shape[1]))
+    for start in range(0, shape[2], slab):
+        stop = min(shape[2], start + slab)
+        for volume, blends in plans:
+            for axis in (2, 0, 1):
+                low, weight = blends[axis]
+                if axis == 2:
+                    low, weight = low[start:stop], weight[start:stop]
+                along = [1, 1, 1, 1]
+                along[1 + axis] = -1
+                lower = volume.index_select(1 + axis, low)
+                volume = lower.lerp_(volume.index_select(1 + axis, low + 1), weight.view(along))
+            result[..., start:stop] += volume
+    return (result / len(sources)).numpy()
+
+
 _CORNERS = tuple(tuple((corner >> axis) & 1 for axis in range(3)) for corner in range(8))
 
 
