@@ -20,7 +20,7 @@ import numbers
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import nibabel as nib
 import numpy as np
@@ -31,7 +31,7 @@ from synthseg.device import AMP_MODES, autocast_dtype, resolve_device
 from synthseg.errors import SynthSegError, check_choice
 from synthseg.inference.cleanup import remove_islands
 from synthseg.io.geometry import (BoundingBox, argmax_to_grid, grid_for_spacing, pad_to_shape,
-                                  probabilities_to_grid, resample_to_grid, to_canonical, voxel_sizes)
+                                  probabilities_to_grid, resample_to_grid, to_canonical)
 from synthseg.io.image import (MAX_VOXELS, Image, load_image, looks_like_label_map, save_image, validate_image,
                                write_atomic)
 from synthseg.inference.experts import choose_expert, contrast_signature, signature_as_list
@@ -64,7 +64,8 @@ OUTPUT_VOXEL_RANGE_MM = (0.2, 10.0)
 
 @dataclass
 class SegmentationResult:
-    """Labels in the input grid, plus volumes, QC and (optionally) posteriors."""
+    """Labels on the output grid (the input's, unless ``voxel_size``), plus expected volumes (ml, :func:`soft_volumes`),
+    QC and (optionally) posteriors."""
 
     labels: nib.Nifti1Image
     volumes: dict[str, float]
@@ -213,8 +214,9 @@ class Segmenter:
 
     # ------------------------------------------------------------------ public API
     def segment(self, x: Any, affine: np.ndarray | None = None, posteriors: bool = False) -> SegmentationResult:
-        """Segment a path, a nibabel image, an :class:`Image`, or an array with its affine. Labels, posteriors
-        and volumes come on the scan's own grid or, with ``voxel_size``, on :meth:`output_grid`."""
+        """Segment a path, a nibabel image, an :class:`Image`, or an array with its affine. Labels and posteriors
+        come on the scan's own grid or, with ``voxel_size``, on :meth:`output_grid`; volumes are
+        :func:`soft_volumes`, whichever grid that is."""
         timings: dict[str, float] = {}
         start = time.perf_counter()
         image = self._as_image(x, affine)
@@ -266,7 +268,7 @@ class Segmenter:
             labels = remove_islands(labels)
             timings["cleanup_s"] = time.perf_counter() - t
         label_img = image.with_data(labels.astype(np.uint8), out_affine).to_nifti(np.uint8)
-        volumes = _volumes(labels, voxel_sizes(out_affine))
+        volumes = soft_volumes(sources)
         qc = self._qc(first_grid, volumes)
         stripped = looks_skull_stripped(volumes)
         if stripped:
@@ -534,11 +536,19 @@ def looks_skull_stripped(volumes: dict[str, float]) -> bool:
     return volumes["Skull"] + volumes["Head"] < STRIPPED_HEAD_RATIO * volumes["ICV"]
 
 
-def _volumes(labels: np.ndarray, spacing: np.ndarray) -> dict[str, float]:
-    ml = float(np.prod(spacing)) / 1000.0
-    counts = np.bincount(labels.reshape(-1), minlength=NUM_CLASSES)
-    volumes = {s.short: round(float(counts[s.id]) * ml, 3) for s in STRUCTURES[1:]}
-    volumes["ICV"] = round(float(counts[list(INTRACRANIAL)].sum()) * ml, 3)
+def soft_volumes(sources: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """Structure volumes (ml) as the network's expected volumes: each working grid's class probabilities
+    ``(probs, affine)`` summed and multiplied by its voxel volume, averaged over the grids. Partial voxels count,
+    as in SynthSeg, and the figure does not depend on the grid the labels are written on; closer to the truth
+    than counting labelled voxels (held-out renders, default TTA: mean error 14.8 → 13.2 % at 1 mm, 18.1 → 15.5 %
+    with 6 mm slices; benchmarks/RESULTS.md, "Structure volumes against the truth")."""
+    total = np.zeros(NUM_CLASSES)
+    for probs, affine in sources:
+        voxel_ml = abs(float(np.linalg.det(np.asarray(affine, float)[:3, :3]))) / 1000.0
+        total += probs.reshape(probs.shape[0], -1).sum(1, dtype=np.float64) * voxel_ml
+    total /= len(sources)
+    volumes = {s.short: round(float(total[s.id]), 3) for s in STRUCTURES[1:]}
+    volumes["ICV"] = round(float(total[list(INTRACRANIAL)].sum()), 3)
     return volumes
 
 

@@ -161,5 +161,6 @@ def test_probabilities_to_grid_is_the_mean_of_linear_resampling_with_background_
     fast = probabilities_to_grid(sources, shape, target, slab_voxels=100)  # several slabs
     assert fast.shape == (3, *shape) and np.allclose(fast, full, atol=1e-5)
     assert np.array_equal(fast.argmax(0), argmax_to_grid(sources, shape, target))
-    outside = probabilities_to_grid(sources[:1], (14, 14, 14), np.eye(4))  # the source spans world 0..8 x 0..10 x 0..12
-    assert np.allclose(outside.sum(0), 1.0) and np.allclose(outside[:, 10:], np.array([1.0, 0.0, 0.0])[:, None, None, None])
+    outside = probabilities_to_grid(sources[:1], (14, 14, 14), np.eye(4))  # the source spans 0..8 x 0..10 x 0..12
+    background = np.array([1.0, 0.0, 0.0])[:, None, None, None]
+    assert np.allclose(outside.sum(0), 1.0) and np.allclose(outside[:, 10:], background)
