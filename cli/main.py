@@ -57,9 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "a first pass) before segmenting it: for scans with a strong uncorrected field (surface "
                         "coils, 7 T); adds 4-10 s a scan (default: off)")
     p.add_argument("--voxel-size", type=float, metavar="MM",
-                   help="write labels, posteriors and volumes on an isotropic grid of MM mm over the scan's field "
-                        "of view, along its axes, e.g. 1 for volumetry of a thick-slice scan (default: the scan's "
-                        "own grid)")
+                   help="write labels and posteriors on an isotropic grid of MM mm over the scan's field of view, "
+                        "along its axes, e.g. 1 for the anatomy of a thick-slice scan at 1 mm (default: the scan's "
+                        "own grid; volumes do not depend on it)")
     p.add_argument("--modality", default="auto", choices=["auto", "mr", "ct"],
                    help="intensity handling: auto recognises CT from its Hounsfield range; ct also reads "
                         "HU + 1024 and Cormack units")

@@ -220,8 +220,8 @@ class Segmenter:
         timings: dict[str, float] = {}
         start = time.perf_counter()
         image = self._as_image(x, affine)
-        out_shape, out_affine = self.output_grid(image)
         timings["load_s"] = time.perf_counter() - start
+        out_shape, out_affine = self.output_grid(image)
         modality = detect_modality(image.data, self.modality)
         t = time.perf_counter()
         data, warnings = np.asarray(image.data, dtype=np.float32), list(image.meta.get("warnings", []))
@@ -281,7 +281,7 @@ class Segmenter:
 
     def output_grid(self, image: Image) -> tuple[tuple[int, ...], np.ndarray]:
         """The grid the outputs come on: the scan's own, or with ``voxel_size`` an isotropic grid of that many mm
-        over the scan's field of view, along the scan's axes (e.g. 1 mm volumetry of a thick-slice scan)."""
+        over the scan's field of view, along the scan's axes (e.g. a thick-slice scan's anatomy at 1 mm)."""
         if self.voxel_size is None:
             return image.shape, image.affine
         shape, affine = grid_for_spacing(image.shape, image.affine, float(self.voxel_size))

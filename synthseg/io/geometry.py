@@ -190,7 +190,7 @@ def probabilities_to_grid(sources: Sequence[tuple[np.ndarray, np.ndarray]], shap
                 lower = volume.index_select(1 + axis, low)
                 volume = lower.lerp_(volume.index_select(1 + axis, low + 1), weight.view(along))
             result[..., start:stop] += volume
-    return (result / len(sources)).numpy()
+    return result.div_(len(sources)).numpy()
 
 
 _CORNERS = tuple(tuple((corner >> axis) & 1 for axis in range(3)) for corner in range(8))
