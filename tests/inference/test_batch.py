@@ -45,7 +45,7 @@ def test_batch_with_a_corrupt_file_finishes_the_others(tmp_path, phantom_t1, tin
     for path in inputs:  # what was done to each input, as its _qc.json says, and how long it took
         qc = json.loads((out / f"{path.name[:-7]}_qc.json").read_text(encoding="utf-8"))
         entry = files[str(path)]
-        assert entry["timings"]["total_s"] > 0 and entry["modality"] == "mr"
+        assert entry["timings"]["total_s"] > 0 and entry["modality"] == "mr" and 0 < entry["brain_confidence"] <= 1
         assert {k: v for k, v in entry.items() if k != "timings"} == {
             k: v for k, v in qc.items() if k not in ("volumes_ml", "structures")}
 

@@ -48,6 +48,9 @@ def test_labels_keep_the_input_grid_and_header(segmenter, phantom_t1, tmp_path):
     assert all(v >= 0 for v in structures.values()) and 0 < sum(structures.values()) < scan_ml
     assert result.volumes["ICV"] == pytest.approx(sum(structures[k] for k in list(structures)[:14]), abs=0.01)
     assert set(result.qc) >= {"GM", "Hippo"} and "mean_confidence" in result.qc["GM"]
+    brain = ["GM", "WM", "CSF", "CSFv", "cerGM", "Thal", "Pal", "Put", "Caud", "Accu", "Amyg", "Hippo"]
+    assert 0 < result.brain_confidence == pytest.approx(np.mean([result.qc[k]["mean_confidence"] for k in brain]),
+                                                        abs=1e-3)
 
 
 @pytest.mark.parametrize("codes", [("L", "P", "S"), ("L", "I", "A"), ("P", "S", "R")])
