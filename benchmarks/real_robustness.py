@@ -203,7 +203,8 @@ def scan_rows(segmenter, name: str, scan, ref, mapping: str, factors: list[int],
         dice = {r["structure"]: r["dice"] for r in scored.rows}
         row = {"scan": name, "change": label, "mean12": float(np.mean([dice[s] for s in BRAIN])), "dice": dice,
                "route": result.expert["contrast"] if result.expert else "general", "pose": result.pose,
-               "seconds": result.timings["total_s"]}
+               "seconds": result.timings["total_s"], "brain_confidence": result.brain_confidence,
+               "confidence": {s: result.qc[s]["mean_confidence"] for s in BRAIN}}
         rows.append(row)
         print(f"  {name:<20} {label:<16} mean-12 {row['mean12']:.3f}  route {row['route']}  {describe_pose(result)}",
               flush=True)
@@ -223,6 +224,20 @@ def summarise(rows: list[dict]) -> list[str]:
         per_structure = {s: np.mean([m["dice"][s] for m in members]) for s in BRAIN if s != "CSF" or group != "bert"}
         low = min(per_structure, key=per_structure.get)
         lines.append(f"{group:<5} {label:<16} {len(members):>2} {value:>8.4f} {ratio:>6.3f}  {low} {per_structure[low]:.3f}")
+    return lines
+
+
+def confidence_lines(rows: list[dict]) -> list[str]:
+    """How well the reported confidence tracks Dice across the IXI cases: per structure, and the scan's
+    ``brain_confidence`` against its mean-12."""
+    if len(rows) < 3:
+        return []
+    lines = ["confidence against Dice across the IXI cases (Pearson r): " + ", ".join(
+        f"{s} {np.corrcoef([r['confidence'][s] for r in rows], [r['dice'][s] for r in rows])[0, 1]:+.2f}"
+        for s in BRAIN)]
+    confidence, dice = [r["brain_confidence"] for r in rows], [r["mean12"] for r in rows]
+    lines.append(f"brain_confidence against mean-12: r = {np.corrcoef(confidence, dice)[0, 1]:+.2f} over {len(rows)} "
+                 f"cases (confidence {min(confidence):.3f}-{max(confidence):.3f}, Dice {min(dice):.3f}-{max(dice):.3f})")
     return lines
 
 
@@ -273,6 +288,7 @@ def main() -> None:
         rows += scan_rows(segmenter, stem, load_image(scan), load_image(ref, labels=True), "muse", ixi_factors, tilts,
                           args.round_trip, cuts, noises, biases)
     print("\n".join(summarise(rows)))
+    print("\n".join(confidence_lines([r for r in rows if r["scan"] != "bert"])))
     print(f"{len(rows)} segmentations in {time.perf_counter() - start:.0f} s")
     if args.json:
         report = {"command": "python " + " ".join(sys.argv), "rows": rows}
