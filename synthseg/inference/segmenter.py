@@ -89,7 +89,7 @@ class SegmentationResult:
     @property
     def brain_confidence(self) -> float:
         """Mean of the 12 brain structures' (ids 1-12) mean confidence: one quality figure per scan, to sort a batch
-        by (it tracked IXI's mean-12 Dice at r = 0.80 across thick slices, noise and bias fields;
+        by (it tracked IXI's mean-12 Dice at r = 0.78 across thick slices, noise and bias fields;
         benchmarks/RESULTS.md, "Confidence as a quality check")."""
         return round(float(np.mean([self.qc[s.short]["mean_confidence"] for s in STRUCTURES[1:13]])), 3)
 
