@@ -31,7 +31,7 @@ from synthseg.device import AMP_MODES, autocast_dtype, resolve_device
 from synthseg.errors import SynthSegError, check_choice
 from synthseg.inference.cleanup import remove_islands
 from synthseg.io.geometry import (BoundingBox, argmax_to_grid, grid_for_spacing, pad_to_shape,
-                                  probabilities_to_grid, resample_to_grid, to_canonical)
+                                  probability_slabs, resample_to_grid, to_canonical)
 from synthseg.io.image import (MAX_VOXELS, Image, load_image, looks_like_label_map, save_image, validate_image,
                                write_atomic)
 from synthseg.inference.experts import choose_expert, contrast_signature, signature_as_list
@@ -269,7 +269,7 @@ class Segmenter:
         labels = argmax_to_grid(sources, out_shape, out_affine)
         post_img = None
         if posteriors:  # their argmax is the labels before the clean-up
-            post_img = _posterior_image(probabilities_to_grid(sources, out_shape, out_affine), image, out_affine)
+            post_img = _posterior_image(sources, image, out_shape, out_affine)
         timings["resample_s"] = time.perf_counter() - t
         if self.cleanup:  # the posteriors stay the network's; only the labels lose their islands
             t = time.perf_counter()
@@ -560,11 +560,15 @@ def soft_volumes(sources: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, 
     return volumes
 
 
-def _posterior_image(post: np.ndarray, image: Image, affine: np.ndarray) -> nib.Nifti1Image:
-    """Probabilities as a 4D uint8 image (value/255 via scl_slope) on the output grid (``affine``), with the
-    input's header. ``post`` is overwritten (no second float copy of a 17-channel volume)."""
-    np.multiply(post, 255, out=post)
-    data = np.moveaxis(np.clip(np.rint(post, out=post), 0, 255, out=post).astype(np.uint8), 0, -1)
+def _posterior_image(sources: Sequence[tuple[np.ndarray, np.ndarray]], image: Image, shape: tuple[int, ...],
+                     affine: np.ndarray) -> nib.Nifti1Image:
+    """The working grids' mean probabilities on the output grid (``shape``, ``affine``) as a 4D uint8 image
+    (value/255 via scl_slope) with the input's header, quantised slab by slab: no float copy of the whole
+    17-channel volume is ever held."""
+    data = np.empty((*shape, NUM_CLASSES), dtype=np.uint8)
+    for where, block in probability_slabs(sources, shape, affine):
+        np.multiply(block, 255, out=block)
+        data[:, :, where] = np.moveaxis(np.clip(np.rint(block, out=block), 0, 255, out=block), 0, -1)
     out = image.with_data(data[..., 0], affine).to_nifti(np.uint8)
     nifti = nib.Nifti1Image(data, out.affine, out.header)
     nifti.header.set_slope_inter(1 / 255.0, 0.0)

@@ -10,7 +10,7 @@ probabilities only where the winning class can change.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import nibabel as nib
 import numpy as np
@@ -154,21 +154,21 @@ def argmax_to_grid(sources: Sequence[tuple[np.ndarray, np.ndarray]], shape: Sequ
     return labels
 
 
-def probabilities_to_grid(sources: Sequence[tuple[np.ndarray, np.ndarray]], shape: Sequence[int],
-                          target_affine: np.ndarray, slab_voxels: int = 500_000) -> np.ndarray:
-    """The mean of the linearly resampled class probabilities ``(C, X, Y, Z)`` of one or more ``(probs, affine)``
-    source grids whose axes are parallel to the target's, on the target grid (float32, channels first); outside
-    its grid a source counts as background (channel 0), so :func:`argmax_to_grid` gives its argmax.
+def probability_slabs(sources: Sequence[tuple[np.ndarray, np.ndarray]], shape: Sequence[int],
+                      target_affine: np.ndarray, slab_voxels: int = 500_000) -> Iterator[tuple[slice, np.ndarray]]:
+    """The mean of the linearly resampled class probabilities of one or more ``(probs, affine)`` source grids whose
+    axes are parallel to the target's, on the target grid, slab by slab along its last axis: ``(slice, block)``
+    pairs, each block ``(C, X, Y, k)`` float32, so a caller can store each (e.g. quantised) without ever holding
+    the whole float volume. Outside its grid a source counts as background (channel 0), as in
+    :func:`argmax_to_grid`, whose labels are therefore the argmax of these probabilities.
 
     Separable: with parallel axes, trilinear interpolation is one two-point blend per axis, done along the
-    target's axes in turn (the last first, slab by slab of about ``slab_voxels`` target voxels), a few times
-    faster than sampling every target voxel's eight corners.
+    target's axes in turn (the last first), a few times faster than sampling every target voxel's eight corners.
     """
     import torch
 
     shape = tuple(int(n) for n in shape)
     channels = sources[0][0].shape[0]
-    result = torch.zeros((channels, *shape), dtype=torch.float32)
     plans = []
     for probs, affine in sources:
         axes, lookups = _parallel_axis_lookups(affine, probs.shape[1:], shape, target_affine)
@@ -180,6 +180,7 @@ def probabilities_to_grid(sources: Sequence[tuple[np.ndarray, np.ndarray]], shap
     slab = max(1, slab_voxels // (shape[0] * shape[1]))
     for start in range(0, shape[2], slab):
         stop = min(shape[2], start + slab)
+        total = torch.zeros((channels, shape[0], shape[1], stop - start), dtype=torch.float32)
         for volume, blends in plans:
             for axis in (2, 0, 1):
                 low, weight = blends[axis]
@@ -189,8 +190,8 @@ def probabilities_to_grid(sources: Sequence[tuple[np.ndarray, np.ndarray]], shap
                 along[1 + axis] = -1
                 lower = volume.index_select(1 + axis, low)
                 volume = lower.lerp_(volume.index_select(1 + axis, low + 1), weight.view(along))
-            result[..., start:stop] += volume
-    return result.div_(len(sources)).numpy()
+            total += volume
+        yield slice(start, stop), total.div_(len(sources)).numpy()
 
 
 _CORNERS = tuple(tuple((corner >> axis) & 1 for axis in range(3)) for corner in range(8))

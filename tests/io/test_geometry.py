@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from synthseg.io.geometry import (BoundingBox, argmax_to_grid, crop_to_mask, grid_for_spacing, pad_to_shape,
-                                  probabilities_to_grid, reorient,
+                                  probability_slabs, reorient,
                                   resample_to_grid, resample_to_spacing, to_canonical)
 from synthseg.io.image import Image
 
@@ -143,7 +143,11 @@ def test_crop_and_pad_back():
     assert BoundingBox.around(np.zeros((3, 3, 3), bool)).slices == (slice(0, 3),) * 3
 
 
-def test_probabilities_to_grid_is_the_mean_of_linear_resampling_with_background_outside():
+def _probabilities(sources, shape, target, slab_voxels=500_000) -> np.ndarray:
+    return np.concatenate([block for _, block in probability_slabs(sources, shape, target, slab_voxels)], axis=-1)
+
+
+def test_probability_slabs_are_the_mean_of_linear_resampling_with_background_outside():
     """The separable resampling of posteriors equals full trilinear resampling inside the sources (permuted,
     flipped, two grids), reads background outside them, sums to one, and its argmax is argmax_to_grid's."""
     rng = np.random.default_rng(4)
@@ -158,9 +162,9 @@ def test_probabilities_to_grid_is_the_mean_of_linear_resampling_with_background_
     target = np.array([[0.0, -1.0, 0.0, 7.0], [-1.0, 0.0, 0.0, 9.0], [0.0, 0.0, 1.0, 1.5], [0, 0, 0, 1]])
     shape = (8, 6, 9)  # world y 9..2, x 7..2, z 1.5..9.5: inside both sources (1..7 x 1..9 x 1..11 the smaller)
     full = sum(resample_to_grid(p, a, shape, target, order=1) for p, a in sources) / 2
-    fast = probabilities_to_grid(sources, shape, target, slab_voxels=100)  # several slabs
+    fast = _probabilities(sources, shape, target, slab_voxels=100)  # several slabs
     assert fast.shape == (3, *shape) and np.allclose(fast, full, atol=1e-5)
     assert np.array_equal(fast.argmax(0), argmax_to_grid(sources, shape, target))
-    outside = probabilities_to_grid(sources[:1], (14, 14, 14), np.eye(4))  # the source spans 0..8 x 0..10 x 0..12
+    outside = _probabilities(sources[:1], (14, 14, 14), np.eye(4))  # the source spans 0..8 x 0..10 x 0..12
     background = np.array([1.0, 0.0, 0.0])[:, None, None, None]
     assert np.allclose(outside.sum(0), 1.0) and np.allclose(outside[:, 10:], background)
