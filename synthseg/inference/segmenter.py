@@ -1,11 +1,13 @@
 """``Segmenter``: load a model once, segment many scans; ``segment()``: the one-shot form.
 
-Pipeline: load → (on request, MR only: N4 bias-field correction) → canonical orientation → anti-aliased
+Pipeline: load → canonical orientation → (on request, MR only: N4 bias-field correction) → anti-aliased
 resampling to the model's working spacing → intensity normalisation as in training (MR percentiles / CT window)
 → crop to the head → sliding-window inference with Gaussian blending → when the model has contrast experts, a
-second pass by the expert the first pass points to (:mod:`synthseg.inference.experts`) → class probabilities
-resampled onto the input's exact grid (slab by slab) → argmax → stray islands reassigned
-(:mod:`synthseg.inference.cleanup`) → uint8 labels with the input's header.
+second pass by the expert the first pass points to (:mod:`synthseg.inference.experts`) → the argmax of the
+working grids' probabilities on the output grid (the input's, or an isotropic one with ``voxel_size``), read
+directly where they agree, interpolated only near boundaries → stray islands reassigned
+(:mod:`synthseg.inference.cleanup`) → uint8 labels with the input's header; volumes from the working grids'
+probabilities (:func:`soft_volumes`).
 
 Test-time augmentation (on by default) runs each working grid also mirrored left/right, and runs a
 second working grid 10 % finer than the model's: averaged on the input grid, the two grids sample the

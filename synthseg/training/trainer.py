@@ -148,7 +148,6 @@ class Trainer:
             "best": self.best, "generator_rng": self.generator.rng.get_state(), "torch_rng": torch.get_rng_state(),
             "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
             "config": self.config.to_dict(), "templates": self.template_names, "holdout": self.holdout_names,
-            "validation": self.validation_names,
             "history": self.history[-200:],
         }
 
