@@ -141,7 +141,7 @@ def cmd_demo(args: Namespace) -> int:
     stem = f"phantom_{args.contrast}"
     image_path = save_image(Image(image.numpy().astype(np.float32), affine), out / f"{stem}.nii.gz")
     save_image(Image(truth.numpy().astype(np.uint8), affine), out / f"{stem}_truth.nii.gz", dtype=np.uint8)
-    print(f"synthetic {args.contrast.upper()}-like head from the built-in phantom (a test object, not anatomy): "
+    print(f"synthetic {args.contrast.upper()}-like head from the built-in phantom (procedural, not anyone's anatomy): "
           f"{image_path}")
     segmenter = Segmenter(args.model, device=args.device)
     result = segmenter.segment(image_path)

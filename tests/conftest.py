@@ -86,7 +86,7 @@ def phantom_t1_8mm(phantom_t1):
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    """The last checkpoint of a tiny U-Net trained for a few dozen steps on T1 renders of the phantom."""
+    """The last checkpoint of a tiny U-Net trained for 60 steps on T1 renders of the phantom."""
     from synthseg.training.config import load_config
     from synthseg.training.trainer import Trainer
 
@@ -94,7 +94,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     config = load_config(None, [
         "data.templates=phantom", "generator.patch_size=[32,32,32]", "generator.spacing=4.0",
         "generator.partial_volume_probability=0", "model.channels=[4,8,16]", "model.strides=[2,2]",
-        "loop.steps=30", "loop.val_every=30", "loop.val_samples=1", "loop.png_every=0", "loop.log_every=10",
+        "loop.steps=60", "loop.val_every=60", "loop.val_samples=1", "loop.png_every=0", "loop.log_every=10",
         "optim.lr=0.01", "optim.warmup_steps=5", "generator.mode=t1"])
     Trainer(config, run, progress=False).run()
     return sorted((run / "checkpoints").glob("step_*.pt"))[-1]

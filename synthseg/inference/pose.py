@@ -28,8 +28,8 @@ POSE_REREAD_DEGREES = 5.0
 POSE_READS = 3
 # a constellation further than this from the reference (RMS, after the fit) is no head pose to trust: real
 # heads fit within 1.3-2.9 mm as acquired and 1.5-5 mm turned by 30° (IXI, bert), up to 9.4 mm where a 30° pitch
-# spoils the first pass's labels (two IXI scans, not turned); the demo phantom's poor labels 10 mm,
-# IXI reference labels with two thirds of the brain cut away 3-9 mm
+# spoils the first pass's labels (two IXI scans, not turned); the demo phantom 5-7 mm (the cruder phantom before
+# session 44: 9-22 mm), IXI reference labels with two thirds of the brain cut away 3-9 mm
 MAX_RESIDUAL_MM = 7.0
 
 

@@ -33,3 +33,11 @@ def test_anatomical_nesting(seed):
     assert not np.any(ndimage.binary_dilation(brain) & (labels == 16))
     wm_neighbours = labels[ndimage.binary_dilation(labels == 1) & ~(labels == 1)]
     assert 3 in wm_neighbours and 2 in wm_neighbours  # cortex lies between CSF and white matter
+
+
+def test_a_seed_draws_the_same_head_at_any_voxel_size():
+    fine, _ = make_phantom(spacing=1.5, seed=2)
+    coarse, _ = make_phantom(spacing=3.0, seed=2)
+    for label in (1, 2, 4, 5, 6, 8, 15):  # cortex, white matter, ventricles, cerebellum, thalamus, putamen, skull
+        fine_ml, coarse_ml = (fine == label).sum() * 1.5 ** 3, (coarse == label).sum() * 3.0 ** 3
+        assert abs(coarse_ml / fine_ml - 1) < 0.1, label
