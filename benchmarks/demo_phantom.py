@@ -18,10 +18,9 @@ import numpy as np
 from _common import header
 from synthseg.evaluation.metrics import dice
 from synthseg.inference.segmenter import Segmenter
-from synthseg.io.image import Image, save_image
+from synthseg.io.image import save_image
 from synthseg.labels.protocol import STRUCTURES
-from synthseg.synthesis.config import rendering_config
-from synthseg.synthesis.generator import Generator
+from synthseg.synthesis.scans import render_scan
 from synthseg.templates.library import phantom_templates
 
 
@@ -39,15 +38,10 @@ def main() -> None:
         for seed in [int(s) for s in args.seeds.split(",")]:
             templates, recipe = phantom_templates(1.0, seeds=(seed,))
             for contrast in args.contrasts.split(","):
-                generator = Generator(templates, recipe, rendering_config(templates[0].labels.shape, 1.0, contrast),
-                                      seed=seed)
-                params = generator.sample_params(seed)  # as cmd_demo draws it
-                params.centre = templates[0].grid_centre
-                image, truth = generator.render(params)
-                path = save_image(Image(image.numpy().astype(np.float32), generator.output_affine(params)),
-                                  Path(tmp) / f"phantom_{seed}_{contrast}.nii.gz")
+                scan, truth = render_scan(templates[0], recipe, contrast, seed)  # as `synthseg demo` renders it
+                path = save_image(scan, Path(tmp) / f"phantom_{seed}_{contrast}.nii.gz")
                 result = segmenter.segment(path)
-                labels, truth = np.asanyarray(result.labels.dataobj), truth.numpy()
+                labels = np.asanyarray(result.labels.dataobj)
                 scores = {s.short: dice(labels, truth, s.id) for s in STRUCTURES[1:]}
                 means16.append(np.mean(list(scores.values())))
                 means12.append(np.mean([scores[s.short] for s in STRUCTURES[1:13]]))

@@ -125,31 +125,26 @@ def cmd_demo(args: Namespace) -> int:
     from synthseg.io.image import Image, save_image
     from synthseg.inference.segmenter import Segmenter
     from synthseg.labels.protocol import STRUCTURES
-    from synthseg.synthesis.config import rendering_config
-    from synthseg.synthesis.generator import Generator
+    from synthseg.synthesis.intensity import CT_INFERENCE_WINDOW
+    from synthseg.synthesis.scans import render_scan
     from synthseg.templates.library import phantom_templates
     from synthseg.viz import montage, save_png
 
     out = Path(args.output)
     templates, recipe = phantom_templates(1.0, seeds=(args.seed,))
-    shape = templates[0].labels.shape
-    generator = Generator(templates, recipe, rendering_config(shape, 1.0, args.contrast), seed=args.seed)
-    params = generator.sample_params(args.seed)
-    params.centre = templates[0].grid_centre
-    image, truth = generator.render(params)
-    affine = generator.output_affine(params)
+    scan, truth = render_scan(templates[0], recipe, args.contrast, args.seed)
     stem = f"phantom_{args.contrast}"
-    image_path = save_image(Image(image.numpy().astype(np.float32), affine), out / f"{stem}.nii.gz")
-    save_image(Image(truth.numpy().astype(np.uint8), affine), out / f"{stem}_truth.nii.gz", dtype=np.uint8)
+    image_path = save_image(scan, out / f"{stem}.nii.gz")
+    save_image(Image(truth, scan.affine), out / f"{stem}_truth.nii.gz", dtype=np.uint8)
     print(f"synthetic {args.contrast.upper()}-like head from the built-in phantom (procedural, not anyone's anatomy): "
           f"{image_path}")
     segmenter = Segmenter(args.model, device=args.device)
     result = segmenter.segment(image_path)
     paths = result.save(out, stem, qc=True)
     labels = np.asanyarray(result.labels.dataobj)
-    img = image.numpy()
-    png = save_png([montage(img), montage(img, truth.numpy()), montage(img, labels)], out / f"{stem}_dseg.png")
-    scores = {s.short: dice(labels, truth.numpy(), s.id) for s in STRUCTURES[1:]}
+    shown = np.clip(scan.data, *CT_INFERENCE_WINDOW) if args.contrast == "ct" else scan.data  # CT: the brain window
+    png = save_png([montage(shown), montage(shown, truth), montage(shown, labels)], out / f"{stem}_dseg.png")
+    scores = {s.short: dice(labels, truth, s.id) for s in STRUCTURES[1:]}
     print("Dice against the phantom's truth: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
     print(f"segmented in {result.timings['total_s']:.1f} s with model '{segmenter.card.get('name')}'")
     print(f"results: {paths['labels']} (labels), {paths['qc']} (volumes + QC), {png} (montage: input, "

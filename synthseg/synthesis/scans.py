@@ -13,9 +13,10 @@ import numpy as np
 from synthseg.io.image import Image
 from synthseg.synthesis.config import rendering_config
 from synthseg.synthesis.generator import Generator
-from synthseg.synthesis.intensity import CT_INFERENCE_WINDOW
 from synthseg.templates.library import Template
 from synthseg.templates.recipe import Recipe
+
+CT_STORED_RANGE_HU = (-1024.0, 3071.0)  # what a 12-bit CT stores: air to dense bone, none of it clipped
 
 
 def render_scan(template: Template, recipe: Recipe, contrast: str, seed: int,
@@ -27,11 +28,13 @@ def render_scan(template: Template, recipe: Recipe, contrast: str, seed: int,
     generator = Generator([template], recipe, config, seed=0)
     params = generator.sample_params(seed)
     params.centre = template.grid_centre
+    if contrast == "ct":  # rendered through a window that clips nothing, then back to HU as a scanner stores it
+        params.ct_window = list(CT_STORED_RANGE_HU)
     image, target = generator.render(params)
     image, target = image.numpy(), target.numpy()
     affine = generator.output_affine(params)
-    if contrast == "ct":  # back to Hounsfield units, as a CT scanner stores it
-        lo, hi = CT_INFERENCE_WINDOW
+    if contrast == "ct":
+        lo, hi = CT_STORED_RANGE_HU
         image = image * (hi - lo) + lo
     if thick_mm:
         axis, step = int(np.argmax(params.low_res)), max(1, round(thick_mm / voxel))

@@ -126,7 +126,7 @@ def _paint_head(labels, x, y, z, from_midline, cerebrum, cerebellum, stem, dista
     """Cranial cavity (CSF), dura with falx and tentorium, sinuses, skull, scalp, face and neck."""
     csf_mm, skull_mm, scalp_mm = (max(mm, spacing) for mm in (  # at least a voxel each
         rng.uniform(2.5, 4.0), rng.uniform(5.0, 7.5), rng.uniform(5.0, 8.0)))
-    dura_mm = 1.0  # where the grid is coarser, the dura shows in patches, the falx and the tentorium
+    dura_mm = 1.0  # on grids coarser than 1 mm the shell shows in patches; the falx and tentorium stay whole
     brain = cerebrum | cerebellum | stem
     # the cavity holds the brain closed over its gaps (cisterns, the tentorial notch), then a rim of CSF
     closed = distance_inside(distance_inside(~brain) <= CISTERN_MM) > CISTERN_MM
