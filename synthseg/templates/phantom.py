@@ -50,6 +50,8 @@ LATERAL_VENTRICLE = (  # frontal horn, body, atrium, occipital and temporal horn
 def make_phantom(spacing: float = 1.0, seed: int = 0, field_of_view=FIELD_OF_VIEW_MM
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(labels uint8, affine)`` on an RAS grid with the head centred on the origin."""
+    import SimpleITK as sitk
+
     rng = np.random.default_rng(seed)
     shape = tuple(int(round(f / spacing)) for f in field_of_view)
     affine = np.diag([spacing, spacing, spacing, 1.0])
@@ -64,7 +66,13 @@ def make_phantom(spacing: float = 1.0, seed: int = 0, field_of_view=FIELD_OF_VIE
         return ((x - centre[0]) / r[0]) ** 2 + ((y - centre[1]) / r[1]) ** 2 + ((z - centre[2]) / r[2]) ** 2 <= 1
 
     def distance_inside(mask: np.ndarray) -> np.ndarray:
-        return ndimage.distance_transform_edt(mask, sampling=spacing).astype(np.float32)
+        """Millimetres from each voxel of ``mask`` to the nearest voxel outside it (0 outside); the same as
+        scipy's ``distance_transform_edt``, an order of magnitude faster."""
+        outside = sitk.GetImageFromArray((~mask).astype(np.uint8))
+        outside.SetSpacing((spacing,) * 3)
+        distance = sitk.SignedMaurerDistanceMap(outside, insideIsPositive=False, squaredDistance=False,
+                                                useImageSpacing=True)
+        return np.maximum(sitk.GetArrayViewFromImage(distance), 0)
 
     # brain tissue: hemispheres, temporal lobes, cerebellum, brain stem and cord
     base = np.where((np.abs(x) < 22) & (y < 12), -12.0, -22 + 0.12 * np.maximum(y - 30, 0))  # cisterns, orbits
