@@ -16,6 +16,24 @@ def _err(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def checked_output_folder(path: str | Path, create: bool = True) -> Path:
+    """``path`` as an output folder, made (``create``) or refused with a one-line error before any work when it
+    cannot be one: it, or the nearest of its parents that exists, is a file, or cannot be written to."""
+    folder = Path(path)
+    existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise SynthSegError("exists and is not a folder" if existing == folder else f"{existing} is a file", folder)
+    if not os.access(existing, os.W_OK):
+        raise SynthSegError("output folder is not writable" if existing == folder
+                            else f"cannot create the output folder ({existing} is not writable)", folder)
+    if create:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise SynthSegError(f"cannot create the output folder ({error.strerror})", folder) from None
+    return folder
+
+
 def cmd_labels(args: Namespace) -> int:
     from synthseg.labels.protocol import structure_table
 
@@ -59,12 +77,7 @@ def cmd_segment(args: Namespace) -> int:
     batch.check_output(out, len(inputs))
     out_folder = None if out is None else (out.parent if names_label_file(out) else out)
     if out_folder is not None:
-        try:
-            out_folder.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise SynthSegError(f"cannot create the output folder ({error.strerror})", out_folder) from None
-        if not os.access(out_folder, os.W_OK):
-            raise SynthSegError("output folder is not writable", out_folder)
+        checked_output_folder(out_folder)
     segmenters: list[Segmenter] = []
 
     def make() -> Segmenter:
@@ -130,7 +143,7 @@ def cmd_demo(args: Namespace) -> int:
     from synthseg.templates.library import phantom_templates
     from synthseg.viz import montage, save_png
 
-    out = Path(args.output)
+    out = checked_output_folder(args.output)
     templates, recipe = phantom_templates(1.0, seeds=(args.seed,))
     scan, truth = render_scan(templates[0], recipe, args.contrast, args.seed)
     stem = f"phantom_{args.contrast}"
@@ -161,7 +174,8 @@ def cmd_templates(args: Namespace) -> int:
 def _templates_import(args: Namespace) -> int:
     from synthseg.templates.library import import_templates
 
-    done, failed = import_templates([Path(p) for p in args.inputs], args.recipe, Path(args.output),
+    out = checked_output_folder(args.output, create=False)  # made by the import, once a map is read
+    done, failed = import_templates([Path(p) for p in args.inputs], args.recipe, out,
                                     spacing=args.spacing, margin_mm=args.margin,
                                     dura_thickness=args.dura_thickness, unknown=args.unknown)
     for m in done:
@@ -234,11 +248,11 @@ def cmd_generate(args: Namespace) -> int:
     from synthseg.training.trainer import load_template_split
     from synthseg.viz import montage, save_png
 
+    out = checked_output_folder(args.output)
     config = load_config(args.config, [f"generator.mode={args.mode}", *args.set,
                                        f"data.templates={args.templates}", "data.holdout=[]"])
     train, _, recipe = load_template_split(config)
     generator = Generator(train, recipe, config.generator, resolve_device(args.device), seed=args.seed)
-    out = Path(args.output)
     rows = []
     for i, seed in enumerate(generator.next_seeds(args.n)):
         params = generator.sample_params(seed)
@@ -270,7 +284,7 @@ def cmd_train(args: Namespace) -> int:
         return 0
     from synthseg.training.trainer import Trainer
 
-    result = Trainer(config, args.output, resume=args.resume).run()
+    result = Trainer(config, checked_output_folder(args.output), resume=args.resume).run()
     print(json.dumps({k: v for k, v in result.items() if k != "val_dice"}))
     return 0
 
@@ -278,6 +292,7 @@ def cmd_train(args: Namespace) -> int:
 def cmd_export(args: Namespace) -> int:
     from synthseg.training.export import add_expert, export_model
 
+    checked_output_folder(args.output, create=False)  # made by the export, once the checkpoint is read
     if args.expert:
         print(f"added expert: {add_expert(args.checkpoint, args.output, args.expert, fp16=not args.fp32)}")
         return 0

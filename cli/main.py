@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="synthseg-demo", help="output folder (default: ./synthseg-demo)")
     p.add_argument("--model", help="model name or folder (default: shipped default)")
     p.add_argument("--contrast", default="t1", choices=["t1", "t2", "flair", "pd", "ct"])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=whole_number(0), default=0, help="which phantom head and which appearance")
     p.add_argument("--device", default="auto")
 
     t = sub.add_parser("templates", help="import, list and inspect template label maps")

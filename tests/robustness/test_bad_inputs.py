@@ -163,6 +163,25 @@ def test_output_folder_problems(tmp_path, phantom_t1, tiny_model, capsys):
     assert "not_a_folder" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", [
+    ["demo"], ["generate", "--templates", "phantom", "-n", "1"], ["train", "--templates", "phantom"],
+    ["templates", "import", "map.nii.gz", "--recipe", "siam16"], ["export", "step_1.pt"]])
+def test_every_command_refuses_an_output_folder_that_is_a_file_before_any_work(tmp_path, command, capsys):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("")
+    for output, reason in ((blocker, "exists and is not a folder"), (blocker / "sub", "not_a_folder is a file")):
+        assert main([*command, "-o", str(output)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and str(output) in err and reason in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not_a_folder"] and blocker.read_text() == ""
+
+
+def test_demo_refuses_a_negative_seed(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", "--seed", "-1"])
+    assert exit_.value.code == 2 and "--seed: must be >= 0, got -1" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions, so they cannot be tested as root")
 def test_unreadable_file_and_read_only_folder(tmp_path, phantom_t1, tiny_model, capsys):
     data, affine = _head(phantom_t1)
