@@ -143,6 +143,7 @@ def cmd_demo(args: Namespace) -> int:
     from synthseg.templates.library import phantom_templates
     from synthseg.viz import montage, save_png
 
+    segmenter = Segmenter(args.model, device=args.device)  # a bad model or device is refused before any output
     out = checked_output_folder(args.output)
     templates, recipe = phantom_templates(1.0, seeds=(args.seed,))
     scan, truth = render_scan(templates[0], recipe, args.contrast, args.seed)
@@ -151,7 +152,6 @@ def cmd_demo(args: Namespace) -> int:
     save_image(Image(truth, scan.affine), out / f"{stem}_truth.nii.gz", dtype=np.uint8)
     print(f"synthetic {args.contrast.upper()}-like head from the built-in phantom (procedural, not anyone's anatomy): "
           f"{image_path}")
-    segmenter = Segmenter(args.model, device=args.device)
     result = segmenter.segment(image_path)
     paths = result.save(out, stem, qc=True)
     labels = np.asanyarray(result.labels.dataobj)

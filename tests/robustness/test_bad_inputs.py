@@ -182,6 +182,12 @@ def test_demo_refuses_a_negative_seed(capsys):
     assert exit_.value.code == 2 and "--seed: must be >= 0, got -1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option", [["--model", "no_such_model"], ["--device", "bogus"]])
+def test_demo_with_a_bad_model_or_device_writes_nothing(tmp_path, option, capsys):
+    assert main(["demo", "-o", str(tmp_path / "demo"), *option]) == 1
+    assert option[1] in capsys.readouterr().err and not (tmp_path / "demo").exists()
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions, so they cannot be tested as root")
 def test_unreadable_file_and_read_only_folder(tmp_path, phantom_t1, tiny_model, capsys):
     data, affine = _head(phantom_t1)
