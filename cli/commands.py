@@ -76,6 +76,13 @@ def cmd_segment(args: Namespace) -> int:
     out = Path(args.output) if args.output else None
     batch.check_output(out, len(inputs))
     out_folder = None if out is None else (out.parent if names_label_file(out) else out)
+    if args.volumes:  # checked (and its folder made) before the outputs' folder, before any work
+        if Path(args.volumes).is_dir():
+            raise SynthSegError("--volumes names a folder; give a .csv file", args.volumes)
+        try:
+            checked_output_folder(Path(args.volumes).parent)
+        except SynthSegError as error:
+            raise SynthSegError(f"cannot write the volumes CSV ({error})", args.volumes) from None
     if out_folder is not None:
         checked_output_folder(out_folder)
     segmenters: list[Segmenter] = []
@@ -111,10 +118,8 @@ def cmd_segment(args: Namespace) -> int:
     if args.volumes and report.rows:
         from synthseg.io.image import write_atomic
 
-        csv_path = Path(args.volumes)
-        csv_path.parent.mkdir(parents=True, exist_ok=True)
         text = batch.volumes_csv(report.rows)
-        write_atomic(csv_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        write_atomic(Path(args.volumes), lambda tmp: tmp.write_text(text, encoding="utf-8"))
     options = {k: v for k, v in vars(args).items() if k != "command"}
     prov_folder = out_folder or (Path(inputs[0]).parent if inputs else None)  # no input found: nowhere to write
     if prov_folder is not None and (report.done or report.failed):

@@ -176,6 +176,16 @@ def test_every_command_refuses_an_output_folder_that_is_a_file_before_any_work(t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["not_a_folder"] and blocker.read_text() == ""
 
 
+def test_a_volumes_csv_that_cannot_be_written_is_refused_before_segmenting(tmp_path, phantom_t1, capsys):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("")
+    for volumes, reason in ((blocker / "vol.csv", "cannot write the volumes CSV"), (tmp_path, "names a folder")):
+        assert main(["segment", str(phantom_t1[0]), "-o", str(tmp_path / "out"), "--volumes", str(volumes)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and str(volumes) in err and reason in err
+        assert not (tmp_path / "out").exists()
+
+
 def test_demo_refuses_a_negative_seed(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["demo", "--seed", "-1"])
