@@ -20,7 +20,8 @@ from _common import SHARED, Timer, header, peak_rss_gb
 
 
 def load_template():
-    from synthseg.templates.library import phantom_templates, read_label_map, Template
+    from synthseg.io.image import read_label_map
+    from synthseg.templates.library import phantom_templates, Template
     from synthseg.templates.recipe import load_recipe
     from synthseg.io.geometry import to_canonical
 

@@ -333,6 +333,7 @@ def cmd_calibrate(args: Namespace) -> int:
 def cmd_evaluate(args: Namespace) -> int:
     from synthseg.evaluation import evaluate
 
+    failed: list[SynthSegError] = []  # pairs that could not be read: reported, the others still scored
     if args.consistency:
         rows = evaluate.consistency([Path(p) for p in args.predictions])
         means = evaluate.summary(rows, "dice")
@@ -342,12 +343,16 @@ def cmd_evaluate(args: Namespace) -> int:
     else:
         if not args.reference:
             raise SynthSegError("give --reference label maps (or use --consistency)")
-        results = evaluate.evaluate_files(args.predictions, args.reference, args.mapping, hd95=not args.no_hd95)
+        results = evaluate.evaluate_files(args.predictions, args.reference, args.mapping, hd95=not args.no_hd95,
+                                          on_error=failed.append)
         rows = [row for r in results for row in r.rows]
-        print(evaluate.format_table(rows))
+        if rows:
+            print(evaluate.format_table(rows))
+        for error in failed:
+            _err(f"failed: {error}")
     if args.csv:
         from synthseg.io.image import write_atomic
 
         text = evaluate.rows_to_csv(rows)
         write_atomic(Path(args.csv), lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    return 0
+    return 1 if failed else 0

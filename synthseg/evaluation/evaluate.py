@@ -13,13 +13,13 @@ import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from synthseg.errors import SynthSegError
 from synthseg.io.geometry import resample_to_grid
-from synthseg.io.image import Image, load_image
+from synthseg.io.image import Image, read_label_map
 from synthseg.labels.mapping import apply_mapping, load_mapping
 from synthseg.labels.protocol import STRUCTURES
 from synthseg.evaluation.metrics import dice, hausdorff95, volume_ml
@@ -86,18 +86,25 @@ def pair_paths(preds: Sequence[Path], refs: Sequence[Path]) -> list[tuple[Path, 
 
 
 def evaluate_files(preds: Sequence[Path], refs: Sequence[Path], mapping: str | Path = "siam",
-                   hd95: bool = True) -> list[CaseResult]:
+                   hd95: bool = True, on_error: Callable[[SynthSegError], None] | None = None) -> list[CaseResult]:
+    """Score each prediction against its reference (:func:`pair_paths`). A pair that cannot be read raises, or
+    with ``on_error`` is handed to it and left out while the others are scored."""
     table = load_mapping(mapping)
     results = []
     for p, r in pair_paths([Path(x) for x in preds], [Path(x) for x in refs]):
-        results.append(evaluate_pair(load_image(p, labels=True), load_image(r, labels=True), table, hd95,
-                                     case=p.name))
+        try:
+            results.append(evaluate_pair(read_label_map(p, allow_empty=True), read_label_map(r, allow_empty=True),
+                                         table, hd95, case=p.name))
+        except SynthSegError as error:
+            if on_error is None:
+                raise
+            on_error(error)
     return results
 
 
 def consistency(paths: Sequence[Path]) -> list[dict]:
     """Pairwise Dice per structure between segmentations of one subject (e.g. T1, T2, FLAIR)."""
-    images = [load_image(p, labels=True) for p in paths]
+    images = [read_label_map(p, allow_empty=True) for p in paths]
     if len(images) < 2:
         raise SynthSegError("--consistency needs at least two segmentations")
     rows = []

@@ -117,6 +117,20 @@ def load_image(path: str | Path, *, validate: bool = True, labels: bool = False,
     return image
 
 
+def read_label_map(path: str | Path, *, allow_empty: bool = False) -> Image:
+    """Load a label map and check it holds non-negative integer codes (and, unless ``allow_empty``, some
+    label); returns it with int32 data."""
+    image = load_image(path, labels=True)
+    data = image.data
+    if data.dtype.kind == "f" and not np.all(np.mod(data, 1) == 0):
+        raise SynthSegError("label map has non-integer values; is this an intensity image?", path)
+    if data.min() < 0:
+        raise SynthSegError(f"label map has negative codes (min {data.min()})", path)
+    if data.max() == 0 and not allow_empty:
+        raise SynthSegError("label map is empty (all voxels are 0)", path)
+    return image.with_data(data.astype(np.int32))
+
+
 def _load_nibabel(path: Path, max_voxels: int | None = None) -> Image:
     try:
         with _NibabelRepairs() as repairs:

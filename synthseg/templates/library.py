@@ -15,7 +15,7 @@ import numpy as np
 
 from synthseg.errors import SynthSegError
 from synthseg.io.geometry import crop_to_mask, resample_to_spacing, to_canonical
-from synthseg.io.image import Image, load_image, save_image, write_atomic
+from synthseg.io.image import load_image, read_label_map, save_image, write_atomic
 from synthseg.labels.protocol import BRAIN_IDS, NUM_CLASSES
 from synthseg.templates.dura import synthesize_dura
 from synthseg.templates.recipe import Recipe, load_recipe
@@ -43,20 +43,6 @@ def template_name(path: Path) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
-
-
-def read_label_map(path: Path) -> Image:
-    """Load a label map and check it holds non-negative integer codes."""
-    image = load_image(path, labels=True)
-    data = image.data
-    if data.dtype.kind == "f":
-        if not np.all(np.mod(data, 1) == 0):
-            raise SynthSegError("label map has non-integer values; is this an intensity image?", path)
-    if data.min() < 0:
-        raise SynthSegError(f"label map has negative codes (min {data.min()})", path)
-    if data.max() == 0:
-        raise SynthSegError("label map is empty (all voxels are 0)", path)
-    return image.with_data(data.astype(np.int32))
 
 
 def import_template(path: Path, recipe: Recipe, out_dir: Path, *, spacing: float | None = None,

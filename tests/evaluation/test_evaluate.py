@@ -2,6 +2,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from synthseg.errors import SynthSegError
 from synthseg.evaluation.evaluate import consistency, evaluate_files, evaluate_pair, pair_paths
 from synthseg.io.image import Image
 from synthseg.labels.mapping import ASEG
@@ -56,3 +57,10 @@ def test_consistency_of_identical_segmentations(tmp_path):
     paths = [write_nifti(tmp_path / f"{c}.nii.gz", _labels()) for c in ("t1", "t2", "flair")]
     rows = consistency(paths)
     assert len({(r["a"], r["b"]) for r in rows}) == 3 and all(r["dice"] == 1.0 for r in rows)
+
+
+def test_an_intensity_image_given_as_a_reference_is_refused(tmp_path):
+    labels = write_nifti(tmp_path / "seg.nii.gz", _labels())
+    scan = write_nifti(tmp_path / "scan.nii.gz", _labels().astype(np.float32) + 0.25)
+    with pytest.raises(SynthSegError, match="scan.nii.gz: label map has non-integer values"):
+        evaluate_files([labels], [scan], hd95=False)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from synthseg.errors import SynthSegError
-from synthseg.io.image import Image, load_image, save_image, looks_like_label_map
+from synthseg.io.image import Image, load_image, looks_like_label_map, read_label_map, save_image
 from tests.conftest import write_nifti
 
 
@@ -115,3 +115,16 @@ def test_label_map_detection():
     labels = np.random.default_rng(0).integers(0, 17, (10, 10, 10)).astype(np.uint8)
     assert looks_like_label_map(labels) == 17
     assert looks_like_label_map(_volume()) is None
+
+
+def test_a_label_map_holds_non_negative_whole_codes(tmp_path):
+    codes = np.zeros((6, 6, 6), np.float32)
+    codes[2:4, 2:4, 2:4] = 17
+    image = read_label_map(write_nifti(tmp_path / "ok.nii.gz", codes))
+    assert image.data.dtype == np.int32 and set(np.unique(image.data)) == {0, 17}
+    for name, data, reason in (("intensity", codes + 0.5, "non-integer values"), ("negative", codes - 1, "negative"),
+                               ("empty", np.zeros_like(codes), "empty")):
+        with pytest.raises(SynthSegError, match=reason) as error:
+            read_label_map(write_nifti(tmp_path / f"{name}.nii.gz", data))
+        assert f"{name}.nii.gz" in str(error.value)
+    assert read_label_map(tmp_path / "empty.nii.gz", allow_empty=True).data.max() == 0  # a prediction may be empty

@@ -186,6 +186,20 @@ def test_a_volumes_csv_that_cannot_be_written_is_refused_before_segmenting(tmp_p
         assert not (tmp_path / "out").exists()
 
 
+def test_evaluate_scores_the_readable_pairs_and_names_the_one_that_is_not_a_label_map(tmp_path, phantom_t1, capsys):
+    path, truth, affine = phantom_t1
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    for folder in (good, bad):
+        write_nifti(folder / "head_dseg.nii.gz", truth, affine, np.uint8)
+    write_nifti(good / "head.nii.gz", truth, affine, np.uint8)
+    write_nifti(bad / "head.nii.gz", _head(phantom_t1)[0], affine)  # the scan given as the reference
+    assert main(["evaluate", str(good / "head_dseg.nii.gz"), str(bad / "head_dseg.nii.gz"), "--reference",
+                 str(good / "head.nii.gz"), str(bad / "head.nii.gz"), "--no-hd95"]) == 1
+    out, err = capsys.readouterr()
+    assert "mean         1.000" in out
+    assert err.strip() == f"failed: {bad / 'head.nii.gz'}: label map has non-integer values; is this an intensity image?"
+
+
 def test_demo_refuses_a_negative_seed(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["demo", "--seed", "-1"])
