@@ -163,7 +163,8 @@ def cmd_demo(args: Namespace) -> int:
     shown = np.clip(scan.data, *CT_INFERENCE_WINDOW) if args.contrast == "ct" else scan.data  # CT: the brain window
     png = save_png([montage(shown), montage(shown, truth), montage(shown, labels)], out / f"{stem}_dseg.png")
     scores = {s.short: dice(labels, truth, s.id) for s in STRUCTURES[1:]}
-    print("Dice against the phantom's truth: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
+    print("Dice against the phantom's truth: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items())
+          + f"; mean {sum(scores.values()) / len(scores):.2f}")
     print(f"segmented in {result.timings['total_s']:.1f} s with model '{segmenter.card.get('name')}'")
     print(f"results: {paths['labels']} (labels), {paths['qc']} (volumes + QC), {png} (montage: input, "
           f"truth, prediction)")
