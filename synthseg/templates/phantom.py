@@ -11,6 +11,8 @@ built-in demo's input, not anyone's anatomy.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy import ndimage
 
@@ -49,7 +51,14 @@ LATERAL_VENTRICLE = (  # frontal horn, body, atrium, occipital and temporal horn
 
 def make_phantom(spacing: float = 1.0, seed: int = 0, field_of_view=FIELD_OF_VIEW_MM
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(labels uint8, affine)`` on an RAS grid with the head centred on the origin."""
+    """Return ``(labels uint8, affine)`` on an RAS grid with the head centred on the origin. A head is drawn once
+    per process for each voxel size, seed and field of view (seconds at 1 mm); callers get their own copies."""
+    labels, affine = _drawn_phantom(float(spacing), int(seed), tuple(float(f) for f in field_of_view))
+    return labels.copy(), affine.copy()
+
+
+@functools.lru_cache(maxsize=8)
+def _drawn_phantom(spacing: float, seed: int, field_of_view: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
     import SimpleITK as sitk
 
     rng = np.random.default_rng(seed)

@@ -12,6 +12,8 @@ def test_all_targets_present_and_seeded():
     other, _ = make_phantom(spacing=2.0, seed=4)
     assert np.array_equal(labels, again) and not np.array_equal(labels, other)
     assert np.allclose(np.diag(affine)[:3], 2.0)
+    labels[:] = 0  # each call returns its own copy of the head drawn once
+    assert np.array_equal(make_phantom(spacing=2.0, seed=3)[0], again)
 
 
 @pytest.mark.parametrize("spacing", [1.5, 3.0])
