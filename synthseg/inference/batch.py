@@ -129,8 +129,7 @@ def run_batch(inputs: Sequence[Path], out: Path | None, make_segmenter: Callable
             _write_label_table(targets["labels"].parent)
             report.done.append(paths["labels"])
             report.rows.append({"input": str(path), **result.volumes})
-            report.files[str(path)] = {**result.what_was_done(), "brain_confidence": result.brain_confidence,
-                                       "timings": result.timings}
+            report.files[str(path)] = {**result.what_was_done(), "timings": result.timings}
             for warning in result.warnings:
                 announce(f"{path}: warning: {warning}")
             flagged = [k for k, v in result.qc.items() if v.get("volume_flag", "ok") != "ok"]

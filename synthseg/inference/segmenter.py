@@ -96,11 +96,11 @@ class SegmentationResult:
         return round(float(np.mean([self.qc[s.short]["mean_confidence"] for s in STRUCTURES[1:13]])), 3)
 
     def what_was_done(self) -> dict:
-        """How this scan was read and segmented (modality, network, pose, bias correction, warnings): the
-        head of ``_qc.json`` and each input's entry in the batch provenance."""
+        """How this scan was read and segmented (modality, network, pose, bias correction, warnings) and how sure
+        the network was of its brain: the head of ``_qc.json`` and each input's entry in the batch provenance."""
         return {"modality": self.modality, "expert": self.expert, "contrast_signature": self.signature,
                 "skull_stripped": self.skull_stripped, "pose": self.pose, "bias_corrected": self.bias_corrected,
-                "warnings": self.warnings}
+                "warnings": self.warnings, "brain_confidence": self.brain_confidence}
 
     def save(self, destination: str | Path, stem: str | None = None, qc: bool = False) -> dict[str, Path]:
         """Write the labels (plus posteriors and ``_qc.json`` when present/asked) where :func:`output_paths` says.
@@ -117,8 +117,7 @@ class SegmentationResult:
             write_atomic(paths["posteriors"], lambda tmp: nib.save(self.posteriors, str(tmp)), suffix=".nii.gz")
         if qc:
             written["qc"] = paths["qc"]
-            summary = {**self.what_was_done(), "brain_confidence": self.brain_confidence, "volumes_ml": self.volumes,
-                       "structures": self.qc}
+            summary = {**self.what_was_done(), "volumes_ml": self.volumes, "structures": self.qc}
             text = json.dumps(summary, indent=2) + "\n"
             write_atomic(paths["qc"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
         written["labels"] = paths["labels"]
