@@ -2,8 +2,9 @@
 fractions on that grid (block means of the one-hot labels), resampled back to the template's grid the way
 inference resamples probabilities (linear, then argmax), scored with Dice against the labels.
 
-A model far below this ceiling is limited by fitting, not by its grid. For even factors a second row
-("+half") averages two grids, the second shifted by half a coarse voxel along each axis, as inference's
+A model far below this ceiling is limited by fitting, not by its grid. A row "centre" scores the label at
+each coarse voxel's centre instead (one-hot, resampled the same way): what a network that answered with hard
+labels, as its training targets are, would reach. For even factors a row "+half" averages two grids, the second shifted by half a coarse voxel along each axis, as inference's
 test-time augmentation did until session 24 (its second grid is now a finer one: ``benchmarks/tta_grids.py``).
 
     python benchmarks/grid_ceiling.py [--config configs/shipped-2mm.yaml] [--factors 2 3]
@@ -25,6 +26,13 @@ def class_fractions(labels: np.ndarray, factor: int, classes: int) -> np.ndarray
     padded[tuple(slice(0, n) for n in labels.shape)] = labels
     blocks = [shape[0] // factor, factor, shape[1] // factor, factor, shape[2] // factor, factor]
     return np.stack([(padded == k).reshape(blocks).mean((1, 3, 5), dtype=np.float32) for k in range(classes)])
+
+
+def centre_labels(labels: np.ndarray, factor: int, classes: int) -> np.ndarray:
+    """``(classes, X/f, Y/f, Z/f)`` one-hot of the label at the centre of every ``factor``³ block (odd factors)
+    or at its first voxel (even ones: the generator's targets, one point of the 2x finer render grid)."""
+    point = labels[tuple(slice(factor // 2 if factor % 2 else 0, None, factor) for _ in range(3))]
+    return np.stack([(point == k).astype(np.float32) for k in range(classes)])
 
 
 def coarse_affine(affine: np.ndarray, factor: int) -> np.ndarray:
@@ -68,6 +76,11 @@ def main() -> None:
         for factor in args.factors:
             sources = [(class_fractions(labels, factor, NUM_CLASSES), coarse_affine(template.affine, factor))]
             grids = [(f"{factor * voxel:.1f}m", sources)]
+            point_affine = np.array(template.affine, dtype=float)
+            point_affine[:3, :3] *= factor
+            if factor % 2:
+                point_affine = coarse_affine(template.affine, factor)
+            grids.append(("centre", [(centre_labels(labels, factor, NUM_CLASSES), point_affine)]))
             if factor % 2 == 0:
                 grids.append(("+half", sources + [shifted_fractions(labels, template.affine, factor, NUM_CLASSES)]))
             for grid, chosen in grids:
