@@ -33,7 +33,7 @@ from synthseg.device import AMP_MODES, autocast_dtype, resolve_device
 from synthseg.errors import SynthSegError, check_choice
 from synthseg.inference.cleanup import remove_islands
 from synthseg.io.geometry import (BoundingBox, argmax_to_grid, grid_for_spacing, pad_to_shape,
-                                  probability_slabs, resample_to_grid, to_canonical)
+                                  probability_slabs, resample_to_grid, to_canonical, voxel_sizes)
 from synthseg.io.image import (MAX_VOXELS, Image, load_image, looks_like_label_map, save_image, validate_image,
                                write_atomic)
 from synthseg.inference.experts import choose_expert, contrast_signature, signature_as_list
@@ -60,6 +60,14 @@ N4_MASK_MARGIN_MM = 6.0
 # (the network sees the head 11 % larger on a grid that samples the scan at other points; measured in
 # benchmarks/RESULTS.md against a second 2 mm grid shifted by half a voxel)
 TTA_SPACING_FACTORS = (1.0, 0.9)
+# a scan whose finest working grid over its whole field of view would hold more voxels than this holds no single
+# head (40 M voxels at 1.8 mm: a 616 mm cube; a head and neck fit in 250 x 250 x 400 mm): refused before any work,
+# most often a header in other units (one in cm asked for 83 GB)
+MAX_WORKING_VOXELS = 40_000_000
+# nor may the part of it the network reads, the crop around what is bright enough to be head, hold more: at its peak
+# inference keeps ≈ 365 bytes per voxel of that crop (a 600 mm cube filled with tissue, default TTA: 37 M voxels,
+# 13.5 GB), so 16 M voxels ≈ 6 GB (a 455 mm cube)
+MAX_HEAD_VOXELS = 16_000_000
 # an output voxel size (``voxel_size``) outside this range, in mm, is refused as a mistake
 OUTPUT_VOXEL_RANGE_MM = (0.2, 10.0)
 
@@ -229,6 +237,7 @@ class Segmenter:
         timings: dict[str, float] = {}
         start = time.perf_counter()
         image = self._as_image(x, affine)
+        self._check_field_of_view(image)
         timings["load_s"] = time.perf_counter() - start
         out_shape, out_affine = self.output_grid(image)
         modality = detect_modality(image.data, self.modality)
@@ -252,6 +261,8 @@ class Segmenter:
             spacing = factor * float(self.card["spacing_mm"])
             antialiased = self._antialiased(canonical, spacing)
             work, box, work_affine = self._prepare(antialiased, modality, spacing)
+            if not grids:
+                self._check_head_size(work.shape, spacing, image)
             timings["preprocess_s"] += time.perf_counter() - t
             t = time.perf_counter()
             if not grids:  # the first grid chooses the network and reads the pose, the finer one reuses both
@@ -305,6 +316,7 @@ class Segmenter:
         """The contrast signature that routes an MR scan among the experts (as :meth:`segment` reads it):
         mean normalised intensity per ``SIGNATURE_IDS`` structure under one pass of the general network."""
         image = self._as_image(x, affine)
+        self._check_field_of_view(image)
         canonical = to_canonical(image.with_data(np.asarray(image.data, dtype=np.float32)))
         if self.bias_correct:
             canonical = self._bias_corrected(canonical)[0]
@@ -340,6 +352,30 @@ class Segmenter:
             raise SynthSegError(f"cannot segment an object of type {type(x).__name__}")
         validate_image(image)
         return image
+
+    def _finest_spacing(self) -> float:
+        return min(TTA_SPACING_FACTORS if self.tta else TTA_SPACING_FACTORS[:1]) * float(self.card["spacing_mm"])
+
+    def _check_field_of_view(self, image: Image) -> None:
+        """Refuse a scan far larger than a head (``MAX_WORKING_VOXELS``), most often a header in other units."""
+        spacing = self._finest_spacing()
+        shape, _ = grid_for_spacing(image.shape, image.affine, spacing)
+        voxels = float(np.prod(shape, dtype=np.float64))
+        if voxels > MAX_WORKING_VOXELS:
+            size = " x ".join(f"{n * v:.0f}" for n, v in zip(image.shape, voxel_sizes(image.affine)))
+            raise SynthSegError(f"field of view {size} mm is far larger than a head ({voxels / 1e6:.0f} M voxels on "
+                                f"the {spacing:g} mm working grid, at most {MAX_WORKING_VOXELS / 1e6:.0f} M): check "
+                                "the voxel size in the header, or crop the scan to the head", image.path or "<array>")
+
+    def _check_head_size(self, crop_shape: Sequence[int], spacing: float, image: Image) -> None:
+        """Refuse a head crop (``crop_shape`` voxels of ``spacing`` mm) too large to segment (``MAX_HEAD_VOXELS``
+        on the finest working grid), e.g. a body scan."""
+        voxels = float(np.prod(crop_shape, dtype=np.float64)) * (spacing / self._finest_spacing()) ** 3
+        if voxels > MAX_HEAD_VOXELS:
+            size = " x ".join(f"{n * spacing:.0f}" for n in crop_shape)
+            raise SynthSegError(f"what looks like the head spans {size} mm ({voxels / 1e6:.0f} M voxels on the working "
+                                f"grid, at most {MAX_HEAD_VOXELS / 1e6:.0f} M, about 6 GB of memory): crop the scan to "
+                                "the head", image.path or "<array>")
 
     def _bias_corrected(self, canonical: Image) -> tuple[Image, str | None]:
         """The canonical MR scan divided by the bias field N4 fits inside its brain and CSF (``N4_MASK_IDS`` under

@@ -21,7 +21,8 @@ import numpy as np
 from synthseg.errors import SynthSegError
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mgz", ".mgh")
-MAX_VOXEL_SIZE_MM = 20.0
+# voxel sizes outside this range (mm) mean a header in other units (m, cm, µm), not a scan
+VOXEL_SIZE_RANGE_MM = (0.01, 20.0)
 MIN_SLICES = 3  # fewer along an axis is a slice or a strip, not a volume the 3D network can read
 # Inference holds about 13 bytes per input voxel at its peak (data, a float32 copy, labels):
 # 300 M voxels ≈ 4 GB. Larger inputs are refused from their header, before any data is read.
@@ -241,12 +242,14 @@ def validate_image(image: Image, *, labels: bool = False) -> None:
     affine = np.asarray(image.affine, dtype=float)
     if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
         raise SynthSegError("affine is missing or not finite", source)
-    if abs(np.linalg.det(affine[:3, :3])) < 1e-8:
-        raise SynthSegError("affine is singular (zero or collinear voxel axes)", source)
     spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
-    if np.any(spacing <= 0) or np.any(spacing > MAX_VOXEL_SIZE_MM):
-        text = "x".join(f"{s:g}" for s in spacing)
-        raise SynthSegError(f"absurd voxel size {text} mm (allowed: >0 and <= {MAX_VOXEL_SIZE_MM:g} mm)", source)
+    if np.any(spacing == 0) or abs(np.linalg.det(affine[:3, :3])) < 1e-6 * np.prod(spacing):
+        raise SynthSegError("affine is singular (zero or collinear voxel axes)", source)
+    low, high = VOXEL_SIZE_RANGE_MM
+    if np.any(spacing < low) or np.any(spacing > high):
+        text = "x".join(f"{s:.3g}" for s in spacing)
+        raise SynthSegError(f"absurd voxel size {text} mm (allowed: {low:g} to {high:g} mm; is the header in "
+                            "other units?)", source)
     if data.dtype.kind == "f":
         finite = np.isfinite(data)
         if not finite.all():

@@ -239,6 +239,19 @@ def test_soft_volumes_are_the_expected_volumes_averaged_over_the_working_grids()
     assert volumes["ICV"] == volumes["GM"]
 
 
+def test_scans_far_larger_than_a_head_are_refused_before_the_network_runs(segmenter, monkeypatch):
+    rng = np.random.default_rng(0)
+    with pytest.raises(SynthSegError, match="field of view 1520 x 1520 x 1520 mm is far larger than a head"):
+        segmenter.segment(rng.random((80, 80, 80), dtype=np.float32), np.diag([19.0, 19, 19, 1]))  # a header in cm
+
+    def network(*args):
+        raise AssertionError("the network ran")
+    monkeypatch.setattr(segmenter, "_infer", network)
+    body = 0.5 + rng.random((60, 60, 60), dtype=np.float32)  # 1.2 m of tissue: within the field-of-view limit
+    with pytest.raises(SynthSegError, match="what looks like the head spans 1200 x 1200 x 1200 mm"):
+        segmenter.segment(body, np.diag([20.0, 20, 20, 1]))
+
+
 def test_unknown_model_and_device(tiny_model):
     with pytest.raises(SynthSegError, match="no such model"):
         Segmenter("no-such-model")

@@ -88,6 +88,7 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     (lambda p: write_nifti(p, np.where(_volume() > 0.5, np.nan, 1).astype(np.float32)), "NaN/Inf"),
     (lambda p: write_nifti(p, _volume(), np.zeros((4, 4))), "singular"),
     (lambda p: write_nifti(p, _volume(), np.diag([30.0, 1, 1, 1])), "absurd voxel size"),
+    (lambda p: write_nifti(p, _volume(), np.diag([0.001, 0.001, 0.001, 1])), r"absurd voxel size 0.001x.*other units"),
 ])
 def test_invalid_images_are_refused_naming_the_file(tmp_path, make, message):
     path = tmp_path / "bad.nii"

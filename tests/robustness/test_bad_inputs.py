@@ -64,6 +64,9 @@ def build_corpus(folder: Path, phantom_t1, phantom_small) -> dict[str, tuple[Pat
     add("single_slice.nii.gz", r"1 slice\(s\) along axis 2", data_=np.ascontiguousarray(small[:, :, :1]))
     add("huge_voxels.nii.gz", "absurd voxel size", affine_=np.diag([25.0, 25.0, 25.0, 1.0]))
     add("tiny_voxels.nii.gz", None, data_=small, affine_=np.diag([0.05, 0.05, 0.05, 1.0]))
+    add("header_in_metres.nii.gz", "absurd voxel size", affine_=np.diag([0.004, 0.004, 0.004, 1.0]))
+    add("header_in_cm.nii.gz", "far larger than a head", data_=np.random.default_rng(0).random((80, 80, 80), np.float32),
+        affine_=np.diag([19.0, 19.0, 19.0, 1.0]))
 
     def negative_pixdim(p):
         img = nib.Nifti1Image(small, None)
