@@ -102,6 +102,31 @@ def detect_modality(data: np.ndarray, requested: str = "auto") -> str:
 N4_GRID_VOXELS = 64
 
 
+# a negative value held by at least this share of an MR scan's voxels while all the others are >= 0 (a magnitude
+# image) is a fill outside the field of view (-32768 from reslicing tools), not intensity
+MIN_FILL_SHARE = 0.01
+
+
+def fill_as_background(data: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """``(data, note)`` with an MR scan's out-of-view fill (``MIN_FILL_SHARE``) set to its lowest real value, or
+    ``(data, None)`` unchanged. Left as it is, the fill becomes the lower percentile of the intensity normalisation
+    and squeezes the head into a sliver of the range (IXI resliced with a -32768 fill: mean Dice 0.03). Scans with
+    negative values of their own (z-scored, phase, CT) and zero backgrounds are left alone."""
+    low = data.min()
+    if low >= 0:
+        return data, None
+    fill = data == low
+    count = int(fill.sum())
+    if count < MIN_FILL_SHARE * data.size or count == data.size:
+        return data, None
+    rest_low = float(data[~fill].min())
+    if rest_low < 0:
+        return data, None
+    note = (f"{count} voxels ({100 * count / data.size:.1f} %) hold {float(low):g} in a scan otherwise >= 0: read as "
+            "background outside the field of view")
+    return np.where(fill, np.float32(rest_low), data).astype(data.dtype, copy=False), note
+
+
 def n4_unsuitable(data: np.ndarray) -> str | None:
     """Why N4 cannot correct a scan (negative values: not a magnitude image), or ``None``; cheap, so a caller
     can ask before it computes the mask."""

@@ -41,7 +41,8 @@ from synthseg.inference.pose import (MAX_RESIDUAL_MM, POSE_READS, POSE_REREAD_DE
                                     head_rotation, rotation_degrees, structure_centroids, turned_grid)
 from synthseg.inference.model import LoadedModel, load_model
 from synthseg.inference.preprocessing import (CT_SCALE_NAMES, MODALITIES, bias_corrected, ct_scale, detect_modality,
-                                              head_box_mask, n4_unsuitable, normalize, to_hounsfield)
+                                              fill_as_background, head_box_mask, n4_unsuitable, normalize,
+                                              to_hounsfield)
 from synthseg.labels.protocol import NUM_CLASSES, STRUCTURES
 from synthseg.synthesis.acquisition import blur
 from synthseg.synthesis.intensity import MR_PERCENTILES, robust_quantiles
@@ -242,11 +243,7 @@ class Segmenter:
         out_shape, out_affine = self.output_grid(image)
         modality = detect_modality(image.data, self.modality)
         t = time.perf_counter()
-        data, warnings = np.asarray(image.data, dtype=np.float32), list(image.meta.get("warnings", []))
-        scale = ct_scale(data) if modality == "ct" else "hu"
-        if scale != "hu":
-            data = to_hounsfield(data, scale)
-            warnings.append(f"CT values read as {CT_SCALE_NAMES[scale]} and converted to Hounsfield units")
+        data, warnings = self._values(image, modality)
         canonical, corrected = to_canonical(image.with_data(data)), False
         if self.bias_correct and modality == "mr":
             canonical, skipped = self._bias_corrected(canonical)
@@ -317,7 +314,7 @@ class Segmenter:
         mean normalised intensity per ``SIGNATURE_IDS`` structure under one pass of the general network."""
         image = self._as_image(x, affine)
         self._check_field_of_view(image)
-        canonical = to_canonical(image.with_data(np.asarray(image.data, dtype=np.float32)))
+        canonical = to_canonical(image.with_data(self._values(image, "mr")[0]))
         if self.bias_correct:
             canonical = self._bias_corrected(canonical)[0]
         spacing = float(self.card["spacing_mm"])
@@ -352,6 +349,21 @@ class Segmenter:
             raise SynthSegError(f"cannot segment an object of type {type(x).__name__}")
         validate_image(image)
         return image
+
+    @staticmethod
+    def _values(image: Image, modality: str) -> tuple[np.ndarray, list[str]]:
+        """The scan's values as the network reads them (float32; CT in Hounsfield units, an MR scan's out-of-view
+        fill as background) and the warnings so far."""
+        data, warnings = np.asarray(image.data, dtype=np.float32), list(image.meta.get("warnings", []))
+        scale = ct_scale(data) if modality == "ct" else "hu"
+        if scale != "hu":
+            data = to_hounsfield(data, scale)
+            warnings.append(f"CT values read as {CT_SCALE_NAMES[scale]} and converted to Hounsfield units")
+        if modality == "mr":
+            data, note = fill_as_background(data)
+            if note:
+                warnings.append(note)
+        return data, warnings
 
     def _finest_spacing(self) -> float:
         return min(TTA_SPACING_FACTORS if self.tta else TTA_SPACING_FACTORS[:1]) * float(self.card["spacing_mm"])

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from synthseg.inference.preprocessing import bias_corrected
+from synthseg.inference.preprocessing import bias_corrected, fill_as_background
 
 
 def _scan(labels, seed=0):
@@ -43,3 +43,25 @@ def test_scans_n4_does_not_apply_to_are_returned_unchanged_with_the_reason(value
     scan[0, 0, 0] = value
     corrected, skipped = bias_corrected(scan, (1.0, 1.0, 1.0), np.full(scan.shape, inside))
     assert np.array_equal(corrected, scan) and reason in skipped
+
+
+def test_a_negative_fill_outside_the_field_of_view_becomes_the_lowest_real_value():
+    scan = np.random.default_rng(0).uniform(3, 900, (20, 20, 20)).astype(np.float32)
+    padded = scan.copy()
+    padded[:4] = -32768  # 20 % of the voxels, as a reslicing tool fills the corners it cannot see
+    repaired, note = fill_as_background(padded)
+    assert np.array_equal(repaired[4:], scan[4:]) and np.all(repaired[:4] == scan[4:].min())
+    assert "1600 voxels (20.0 %) hold -32768 in a scan otherwise >= 0" in note and repaired.dtype == np.float32
+
+
+@pytest.mark.parametrize("case", ["z-scored", "zero background", "few voxels"])
+def test_values_that_are_not_a_fill_are_left_alone(case):
+    rng = np.random.default_rng(1)
+    scan = rng.uniform(100, 1000, (20, 20, 20)).astype(np.float32)
+    scan[:8] = 0  # a skull-stripped scan with a zero background
+    if case == "z-scored":
+        scan = (scan - scan.mean()) / scan.std()  # the background is a plateau at the minimum, dark tissue below 0 too
+    if case == "few voxels":
+        scan[0, 0, :3] = -32768  # under 1 %: a handful of bad voxels, which the percentiles already ignore
+    repaired, note = fill_as_background(scan)
+    assert note is None and repaired is scan

@@ -88,6 +88,18 @@ def test_thick_slices_and_array_api(segmenter, phantom_t1):
         segmenter.segment(thick)
 
 
+def test_a_scan_filled_with_minus_32768_outside_its_field_of_view_segments_as_with_zeros(segmenter, phantom_t1):
+    path, _, affine = phantom_t1
+    data = nib.load(str(path)).get_fdata().astype(np.float32)
+    zeros, padded = data.copy(), data.copy()
+    zeros[:, :, :3] = padded[:, :, :3] = 0
+    padded[:, :, :3] = -32768  # an edge of the grid beyond what was scanned
+    plain, filled = segmenter.segment(zeros, affine=affine), segmenter.segment(padded, affine=affine)
+    assert any("hold -32768" in w for w in filled.warnings) and not plain.warnings
+    agree = np.mean(np.asarray(plain.labels.dataobj) == np.asarray(filled.labels.dataobj))
+    assert agree > 0.99  # unrepaired: the head squeezed into the top of the range
+
+
 def test_ct_is_recognised_from_hounsfield_units(segmenter, phantom_small, tmp_path):
     labels, affine = phantom_small
     hu = _hounsfield(labels).astype(np.int16)
