@@ -168,11 +168,12 @@ def _write_png(path: Path, result, png: Path) -> None:
     import nibabel as nib
 
     from synthseg.io.geometry import resample_to_grid
+    from synthseg.inference.preprocessing import finite_values
     from synthseg.io.image import load_image
     from synthseg.viz import montage, save_png
 
     image = load_image(path)
-    data = np.asarray(image.data, np.float32)
+    data = finite_values(image.data)[0]
     if data.shape != result.labels.shape:  # labels on another grid (voxel_size): the scan shown on theirs
         data = resample_to_grid(data, image.affine, result.labels.shape, result.labels.affine, order=1)
     canon = nib.as_closest_canonical(nib.Nifti1Image(data, result.labels.affine))

@@ -102,6 +102,18 @@ def detect_modality(data: np.ndarray, requested: str = "auto") -> str:
 N4_GRID_VOXELS = 64
 
 
+def finite_values(data: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """``(values, note)``: the scan as float32 with its NaN/Inf voxels, if any, set to its lowest finite value (SPM
+    writes NaN where a resliced scan saw nothing) and a note saying how many; ``note`` is None when there were none."""
+    values = np.asarray(data, dtype=np.float32)
+    bad = ~np.isfinite(values)
+    count = int(bad.sum())
+    if not count:
+        return values, None
+    note = f"{count} NaN/Inf voxels ({100 * count / values.size:.1f} %) read as background"
+    return np.where(bad, values[~bad].min(), values), note
+
+
 # a negative value held by at least this share of an MR scan's voxels while all the others are >= 0 (a magnitude
 # image) is a fill outside the field of view (-32768 from reslicing tools), not intensity
 MIN_FILL_SHARE = 0.01

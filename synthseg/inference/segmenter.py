@@ -41,8 +41,8 @@ from synthseg.inference.pose import (MAX_RESIDUAL_MM, POSE_READS, POSE_REREAD_DE
                                     head_rotation, rotation_degrees, structure_centroids, turned_grid)
 from synthseg.inference.model import LoadedModel, load_model
 from synthseg.inference.preprocessing import (CT_SCALE_NAMES, MODALITIES, bias_corrected, ct_scale, detect_modality,
-                                              fill_as_background, head_box_mask, n4_unsuitable, normalize,
-                                              to_hounsfield)
+                                              fill_as_background, finite_values, head_box_mask, n4_unsuitable,
+                                              normalize, to_hounsfield)
 from synthseg.labels.protocol import NUM_CLASSES, STRUCTURES
 from synthseg.synthesis.acquisition import blur
 from synthseg.synthesis.intensity import MR_PERCENTILES, robust_quantiles
@@ -241,9 +241,8 @@ class Segmenter:
         self._check_field_of_view(image)
         timings["load_s"] = time.perf_counter() - start
         out_shape, out_affine = self.output_grid(image)
-        modality = detect_modality(image.data, self.modality)
         t = time.perf_counter()
-        data, warnings = self._values(image, modality)
+        data, modality, warnings = self._values(image, self.modality)
         canonical, corrected = to_canonical(image.with_data(data)), False
         if self.bias_correct and modality == "mr":
             canonical, skipped = self._bias_corrected(canonical)
@@ -351,10 +350,15 @@ class Segmenter:
         return image
 
     @staticmethod
-    def _values(image: Image, modality: str) -> tuple[np.ndarray, list[str]]:
-        """The scan's values as the network reads them (float32; CT in Hounsfield units, an MR scan's out-of-view
-        fill as background) and the warnings so far."""
-        data, warnings = np.asarray(image.data, dtype=np.float32), list(image.meta.get("warnings", []))
+    def _values(image: Image, requested: str) -> tuple[np.ndarray, str, list[str]]:
+        """The scan's values as the network reads them (float32; NaN/Inf and an MR scan's out-of-view fill as
+        background, CT in Hounsfield units), its modality (``requested``, or detected for ``auto``) and the
+        warnings so far."""
+        warnings = list(image.meta.get("warnings", []))
+        data, note = finite_values(image.data)
+        if note:
+            warnings.append(note)
+        modality = detect_modality(data, requested)
         scale = ct_scale(data) if modality == "ct" else "hu"
         if scale != "hu":
             data = to_hounsfield(data, scale)
@@ -363,7 +367,7 @@ class Segmenter:
             data, note = fill_as_background(data)
             if note:
                 warnings.append(note)
-        return data, warnings
+        return data, modality, warnings
 
     def _finest_spacing(self) -> float:
         return min(TTA_SPACING_FACTORS if self.tta else TTA_SPACING_FACTORS[:1]) * float(self.card["spacing_mm"])

@@ -214,14 +214,14 @@ def _load_dicom(path: Path) -> Image:
 
 def looks_like_label_map(data: np.ndarray, max_values: int = 64) -> int | None:
     """Number of distinct values if ``data`` looks like a label map (few integer values), else None."""
-    if data.dtype.kind == "f":
-        sample = data.reshape(-1)[:: max(1, data.size // 1_000_000)]
+    sample = data.reshape(-1)[:: max(1, data.size // 1_000_000)]
+    if data.dtype.kind == "f":  # NaN/Inf (a scan's out-of-view voxels) say nothing either way
+        sample = sample[np.isfinite(sample)]
         if not np.all(np.mod(sample, 1) == 0):
             return None
-    sample = data.reshape(-1)[:: max(1, data.size // 1_000_000)]
     if len(np.unique(sample)) > max_values:
         return None
-    count = len(np.unique(data))
+    count = len(np.unique(data[np.isfinite(data)] if data.dtype.kind == "f" else data))
     return count if count <= max_values else None
 
 
@@ -250,12 +250,17 @@ def validate_image(image: Image, *, labels: bool = False) -> None:
         text = "x".join(f"{s:.3g}" for s in spacing)
         raise SynthSegError(f"absurd voxel size {text} mm (allowed: {low:g} to {high:g} mm; is the header in "
                             "other units?)", source)
-    if data.dtype.kind == "f":
+    values = data
+    if data.dtype.kind == "f":  # a scan's NaN/Inf voxels are read as background (inference), a label map's are broken
         finite = np.isfinite(data)
         if not finite.all():
-            raise SynthSegError(f"image has {int((~finite).sum())} NaN/Inf voxels", source)
-    if not labels and data.min() == data.max():
-        raise SynthSegError(f"all voxels have the same value ({data.flat[0]})", source)
+            if labels or not finite.any():
+                raise SynthSegError(f"image has {int((~finite).sum())} NaN/Inf voxels"
+                                    + ("" if labels else ", and no other"), source)
+            values = data[finite]
+    if not labels and values.min() == values.max():
+        raise SynthSegError(f"all {'finite ' if values is not data else ''}voxels have the same value "
+                            f"({values.flat[0]})", source)
 
 
 def save_image(image: Image, path: str | Path, *, dtype: Any = None,

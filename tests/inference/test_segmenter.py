@@ -100,6 +100,18 @@ def test_a_scan_filled_with_minus_32768_outside_its_field_of_view_segments_as_wi
     assert agree > 0.99  # unrepaired: the head squeezed into the top of the range
 
 
+def test_nan_outside_the_field_of_view_segments_as_the_lowest_value_with_a_warning(segmenter, phantom_t1):
+    path, _, affine = phantom_t1
+    data = nib.load(str(path)).get_fdata().astype(np.float32)
+    data[:, :, :3] = data.min()
+    with_nan = data.copy()
+    with_nan[:, :, :3] = np.nan  # SPM writes NaN where a resliced scan saw nothing
+    plain, filled = segmenter.segment(data, affine=affine), segmenter.segment(with_nan, affine=affine)
+    assert filled.warnings == [f"{3 * data.shape[0] * data.shape[1]} NaN/Inf voxels "
+                               f"({100 * 3 / data.shape[2]:.1f} %) read as background"]
+    assert np.array_equal(np.asarray(plain.labels.dataobj), np.asarray(filled.labels.dataobj))
+
+
 def test_ct_is_recognised_from_hounsfield_units(segmenter, phantom_small, tmp_path):
     labels, affine = phantom_small
     hu = _hounsfield(labels).astype(np.int16)

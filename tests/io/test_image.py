@@ -85,7 +85,8 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     (lambda p: write_nifti(p, np.ones((4, 5), np.float32)), "2D"),
     (lambda p: write_nifti(p, _volume()[:2]), r"2 slice\(s\) along axis 0"),
     (lambda p: write_nifti(p, np.ones((4, 5, 6, 3), np.float32)), "3 frames"),
-    (lambda p: write_nifti(p, np.where(_volume() > 0.5, np.nan, 1).astype(np.float32)), "NaN/Inf"),
+    (lambda p: write_nifti(p, np.full((6, 6, 6), np.nan, np.float32)), "NaN/Inf voxels, and no other"),
+    (lambda p: write_nifti(p, np.where(_volume() > 0.5, np.nan, 1).astype(np.float32)), "all finite voxels have the same"),
     (lambda p: write_nifti(p, _volume(), np.zeros((4, 4))), "singular"),
     (lambda p: write_nifti(p, _volume(), np.diag([30.0, 1, 1, 1])), "absurd voxel size"),
     (lambda p: write_nifti(p, _volume(), np.diag([0.001, 0.001, 0.001, 1])), r"absurd voxel size 0.001x.*other units"),
@@ -124,7 +125,7 @@ def test_a_label_map_holds_non_negative_whole_codes(tmp_path):
     image = read_label_map(write_nifti(tmp_path / "ok.nii.gz", codes))
     assert image.data.dtype == np.int32 and set(np.unique(image.data)) == {0, 17}
     for name, data, reason in (("intensity", codes + 0.5, "non-integer values"), ("negative", codes - 1, "negative"),
-                               ("empty", np.zeros_like(codes), "empty")):
+                               ("empty", np.zeros_like(codes), "empty"), ("nan", np.where(codes > 0, np.nan, 0), "NaN")):
         with pytest.raises(SynthSegError, match=reason) as error:
             read_label_map(write_nifti(tmp_path / f"{name}.nii.gz", data))
         assert f"{name}.nii.gz" in str(error.value)

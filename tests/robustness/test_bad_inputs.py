@@ -53,10 +53,11 @@ def build_corpus(folder: Path, phantom_t1, phantom_small) -> dict[str, tuple[Pat
     add("one_frame_4d.nii.gz", None, data_=small[..., None])
     nan = small.copy()
     nan[3, 3, 3] = np.nan
-    add("one_nan.nii.gz", "NaN/Inf", data_=nan)
+    add("one_nan.nii.gz", None, data_=nan)  # read as background, with a warning
     inf = small.copy()
     inf[:2] = np.inf
-    add("inf.nii.gz", "NaN/Inf", data_=inf)
+    add("inf.nii.gz", None, data_=inf)
+    add("all_nan.nii.gz", "NaN/Inf voxels, and no other", data_=np.full_like(small, np.nan))
     add("all_zero.nii.gz", "same value", data_=np.zeros_like(small))
     add("constant.nii.gz", "same value", data_=np.full_like(small, 7.0))
     add("zero_voxels.nii.gz", "zero voxels", data_=np.zeros((0, 4, 4), np.float32))
