@@ -4,8 +4,9 @@ inference resamples probabilities (linear, then argmax), scored with Dice agains
 
 A model far below this ceiling is limited by fitting, not by its grid. A row "centre" scores the label at
 each coarse voxel's centre instead (one-hot, resampled the same way): what a network that answered with hard
-labels, as its training targets are, would reach. For even factors a row "+half" averages two grids, the second shifted by half a coarse voxel along each axis, as inference's
-test-time augmentation did until session 24 (its second grid is now a finer one: ``benchmarks/tta_grids.py``).
+labels, as its training targets are, would reach. For even factors a row "+half" averages two grids, the
+second shifted by half a coarse voxel along each axis, as inference's test-time augmentation did until
+session 24 (its second grid is now a finer one: ``benchmarks/tta_grids.py``).
 
     python benchmarks/grid_ceiling.py [--config configs/shipped-2mm.yaml] [--factors 2 3]
 """

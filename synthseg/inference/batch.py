@@ -167,8 +167,8 @@ def _write_label_table(folder: Path) -> None:
 def _write_png(path: Path, result, png: Path) -> None:
     import nibabel as nib
 
-    from synthseg.io.geometry import resample_to_grid
     from synthseg.inference.preprocessing import finite_values
+    from synthseg.io.geometry import resample_to_grid
     from synthseg.io.image import load_image
     from synthseg.viz import montage, save_png
 

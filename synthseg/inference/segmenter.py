@@ -65,10 +65,11 @@ TTA_SPACING_FACTORS = (1.0, 0.9)
 # head (40 M voxels at 1.8 mm: a 616 mm cube; a head and neck fit in 250 x 250 x 400 mm): refused before any work,
 # most often a header in other units (one in cm asked for 83 GB)
 MAX_WORKING_VOXELS = 40_000_000
-# nor may the part of it the network reads, the crop around what is bright enough to be head, hold more: at its peak
-# inference keeps ≈ 365 bytes per voxel of that crop (a 600 mm cube filled with tissue, default TTA: 37 M voxels,
-# 13.5 GB), so 16 M voxels ≈ 6 GB (a 455 mm cube)
+# nor may the part of it the network reads, the crop around what is bright enough to be head, hold more than
+# MAX_HEAD_VOXELS: at its peak inference keeps ≈ HEAD_BYTES_PER_VOXEL per voxel of that crop (a 600 mm cube filled
+# with tissue, default TTA: 37 M voxels, 13.5 GB), so 16 M voxels ≈ 6 GB (a 455 mm cube)
 MAX_HEAD_VOXELS = 16_000_000
+HEAD_BYTES_PER_VOXEL = 365
 # an output voxel size (``voxel_size``) outside this range, in mm, is refused as a mistake
 OUTPUT_VOXEL_RANGE_MM = (0.2, 10.0)
 
@@ -257,11 +258,10 @@ class Segmenter:
             spacing = factor * float(self.card["spacing_mm"])
             antialiased = self._antialiased(canonical, spacing)
             work, box, work_affine = self._prepare(antialiased, modality, spacing)
-            if not grids:
-                self._check_head_size(work.shape, spacing, image)
             timings["preprocess_s"] += time.perf_counter() - t
             t = time.perf_counter()
             if not grids:  # the first grid chooses the network and reads the pose, the finer one reuses both
+                self._check_head_size(work.shape, spacing, image)
                 probs, chosen, signature, network = self._infer(work, modality)
                 probs, pose, turn = self._settle_pose(probs, antialiased, modality, spacing, network, box, work_affine)
                 first_grid = probs
@@ -390,7 +390,8 @@ class Segmenter:
         if voxels > MAX_HEAD_VOXELS:
             size = " x ".join(f"{n * spacing:.0f}" for n in crop_shape)
             raise SynthSegError(f"what looks like the head spans {size} mm ({voxels / 1e6:.0f} M voxels on the working "
-                                f"grid, at most {MAX_HEAD_VOXELS / 1e6:.0f} M, about 6 GB of memory): crop the scan to "
+                                f"grid, at most {MAX_HEAD_VOXELS / 1e6:.0f} M, about "
+                                f"{MAX_HEAD_VOXELS * HEAD_BYTES_PER_VOXEL / 1e9:.0f} GB of memory): crop the scan to "
                                 "the head", image.path or "<array>")
 
     def _bias_corrected(self, canonical: Image) -> tuple[Image, str | None]:
