@@ -114,16 +114,17 @@ def finite_values(data: np.ndarray) -> tuple[np.ndarray, str | None]:
     return np.where(bad, values[~bad].min(), values), note
 
 
-# a negative value held by at least this share of an MR scan's voxels while all the others are >= 0 (a magnitude
-# image) is a fill outside the field of view (-32768 from reslicing tools), not intensity
+# a negative value held by at least this share of an MR scan's voxels and further below the others than they span
+# is a fill outside the field of view (-32768 from reslicing tools), not intensity
 MIN_FILL_SHARE = 0.01
 
 
 def fill_as_background(data: np.ndarray) -> tuple[np.ndarray, str | None]:
-    """``(data, note)`` with an MR scan's out-of-view fill (``MIN_FILL_SHARE``) set to its lowest real value, or
-    ``(data, None)`` unchanged. Left as it is, the fill becomes the lower percentile of the intensity normalisation
-    and squeezes the head into a sliver of the range (IXI resliced with a -32768 fill: mean Dice 0.03). Scans with
-    negative values of their own (z-scored, phase, CT) and zero backgrounds are left alone."""
+    """``(data, note)`` with an MR scan's out-of-view fill (``MIN_FILL_SHARE``) set to 0, the air of a magnitude
+    image (to the lowest other value if none is above 0), or ``(data, None)`` unchanged. Left as it is, the fill
+    becomes the lower percentile of the intensity normalisation and squeezes the head into a sliver of the range
+    (IXI resliced with a -32768 fill: mean Dice 0.03). Zero backgrounds, z-scored scans (their background plateau
+    lies just below the tissue) and a spline's undershoots (a few values below 0) are not fills."""
     low = data.min()
     if low >= 0:
         return data, None
@@ -131,12 +132,13 @@ def fill_as_background(data: np.ndarray) -> tuple[np.ndarray, str | None]:
     count = int(fill.sum())
     if count < MIN_FILL_SHARE * data.size or count == data.size:
         return data, None
-    rest_low = float(data[~fill].min())
-    if rest_low < 0:
+    rest_low, rest_high = float(data[~fill].min()), float(data[~fill].max())
+    if rest_low - float(low) <= rest_high - rest_low:
         return data, None
-    note = (f"{count} voxels ({100 * count / data.size:.1f} %) hold {float(low):g} in a scan otherwise >= 0: read as "
+    value = 0.0 if rest_high > 0 else rest_low
+    note = (f"{count} voxels ({100 * count / data.size:.1f} %) hold {float(low):g}, far below the rest: read as "
             "background outside the field of view")
-    return np.where(fill, np.float32(rest_low), data).astype(data.dtype, copy=False), note
+    return np.where(fill, np.float32(value), data).astype(data.dtype, copy=False), note
 
 
 def n4_unsuitable(data: np.ndarray) -> str | None:

@@ -45,13 +45,16 @@ def test_scans_n4_does_not_apply_to_are_returned_unchanged_with_the_reason(value
     assert np.array_equal(corrected, scan) and reason in skipped
 
 
-def test_a_negative_fill_outside_the_field_of_view_becomes_the_lowest_real_value():
+@pytest.mark.parametrize("undershoot", [False, True])
+def test_a_negative_fill_outside_the_field_of_view_becomes_background(undershoot):
     scan = np.random.default_rng(0).uniform(3, 900, (20, 20, 20)).astype(np.float32)
+    if undershoot:
+        scan[10, :, :4] = -60  # a spline's overshoot below 0 at a sharp edge: part of the scan, not the fill
     padded = scan.copy()
     padded[:4] = -32768  # 20 % of the voxels, as a reslicing tool fills the corners it cannot see
     repaired, note = fill_as_background(padded)
-    assert np.array_equal(repaired[4:], scan[4:]) and np.all(repaired[:4] == scan[4:].min())
-    assert "1600 voxels (20.0 %) hold -32768 in a scan otherwise >= 0" in note and repaired.dtype == np.float32
+    assert np.array_equal(repaired[4:], scan[4:]) and np.all(repaired[:4] == 0) and repaired.dtype == np.float32
+    assert "1600 voxels (20.0 %) hold -32768, far below the rest" in note
 
 
 @pytest.mark.parametrize("case", ["z-scored", "zero background", "few voxels"])
@@ -60,7 +63,7 @@ def test_values_that_are_not_a_fill_are_left_alone(case):
     scan = rng.uniform(100, 1000, (20, 20, 20)).astype(np.float32)
     scan[:8] = 0  # a skull-stripped scan with a zero background
     if case == "z-scored":
-        scan = (scan - scan.mean()) / scan.std()  # the background is a plateau at the minimum, dark tissue below 0 too
+        scan = (scan - scan.mean()) / scan.std()  # the background is a plateau at the minimum, just below the tissue
     if case == "few voxels":
         scan[0, 0, :3] = -32768  # under 1 %: a handful of bad voxels, which the percentiles already ignore
     repaired, note = fill_as_background(scan)
