@@ -132,7 +132,8 @@ def fill_as_background(data: np.ndarray) -> tuple[np.ndarray, str | None]:
     count = int(fill.sum())
     if count < MIN_FILL_SHARE * data.size or count == data.size:
         return data, None
-    rest_low, rest_high = float(data[~fill].min()), float(data[~fill].max())
+    rest = data[~fill]
+    rest_low, rest_high = float(rest.min()), float(rest.max())
     if rest_low - float(low) <= rest_high - rest_low:
         return data, None
     value = 0.0 if rest_high > 0 else rest_low
