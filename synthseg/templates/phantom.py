@@ -12,6 +12,7 @@ built-in demo's input, not anyone's anatomy.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -57,31 +58,53 @@ def make_phantom(spacing: float = 1.0, seed: int = 0, field_of_view=FIELD_OF_VIE
     return labels.copy(), affine.copy()
 
 
+@dataclass
+class _Grid:
+    """The phantom's voxel grid: millimetre coordinates (sparse ramps), voxel size, the head's size and the draw's
+    random numbers, with the shapes every part is made of."""
+
+    x: np.ndarray
+    y: np.ndarray
+    z: np.ndarray
+    spacing: float
+    size: float  # the head's size, around 1
+    rng: np.random.Generator
+
+    def ellipsoid(self, centre, radii, scale: float | None = None) -> np.ndarray:
+        """Voxels inside an ellipsoid (mm), its radii times ``scale`` or by default a per-structure size drawn
+        around the head's."""
+        if scale is None:
+            scale = self.size * (1 + 0.05 * self.rng.standard_normal())
+        r = np.asarray(radii, np.float32) * scale
+        return (((self.x - centre[0]) / r[0]) ** 2 + ((self.y - centre[1]) / r[1]) ** 2
+                + ((self.z - centre[2]) / r[2]) ** 2 <= 1)
+
+    def distance_inside(self, mask: np.ndarray) -> np.ndarray:
+        """Millimetres from each voxel of ``mask`` to the nearest voxel outside it (0 outside); the same as
+        scipy's ``distance_transform_edt``, an order of magnitude faster."""
+        import SimpleITK as sitk
+
+        outside = sitk.GetImageFromArray((~mask).astype(np.uint8))
+        outside.SetSpacing((self.spacing,) * 3)
+        distance = sitk.SignedMaurerDistanceMap(outside, insideIsPositive=False, squaredDistance=False,
+                                                useImageSpacing=True)
+        return np.maximum(sitk.GetArrayViewFromImage(distance), 0)
+
+    def points(self, where: np.ndarray) -> np.ndarray:
+        """Millimetre coordinates ``(N, 3)`` of the voxels in ``where``."""
+        return np.stack([np.broadcast_to(a, where.shape)[where] for a in (self.x, self.y, self.z)], axis=1)
+
+
 @functools.lru_cache(maxsize=8)
 def _drawn_phantom(spacing: float, seed: int, field_of_view: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
-    import SimpleITK as sitk
-
     rng = np.random.default_rng(seed)
     shape = tuple(int(round(f / spacing)) for f in field_of_view)
     affine = np.diag([spacing, spacing, spacing, 1.0])
     affine[:3, 3] = -(np.asarray(shape) - 1) / 2 * spacing
     axes = [((np.arange(n) - (n - 1) / 2) * spacing + c).astype(np.float32) for n, c in zip(shape, GRID_CENTRE_MNI)]
     x, y, z = np.meshgrid(*axes, indexing="ij", sparse=True)
-    size = 1 + 0.04 * rng.standard_normal()  # head size
-    jitter = lambda: size * (1 + 0.05 * rng.standard_normal())  # noqa: E731 - per-structure size
-
-    def ellipsoid(centre, radii, scale: float | None = None) -> np.ndarray:
-        r = np.asarray(radii, np.float32) * (jitter() if scale is None else scale)
-        return ((x - centre[0]) / r[0]) ** 2 + ((y - centre[1]) / r[1]) ** 2 + ((z - centre[2]) / r[2]) ** 2 <= 1
-
-    def distance_inside(mask: np.ndarray) -> np.ndarray:
-        """Millimetres from each voxel of ``mask`` to the nearest voxel outside it (0 outside); the same as
-        scipy's ``distance_transform_edt``, an order of magnitude faster."""
-        outside = sitk.GetImageFromArray((~mask).astype(np.uint8))
-        outside.SetSpacing((spacing,) * 3)
-        distance = sitk.SignedMaurerDistanceMap(outside, insideIsPositive=False, squaredDistance=False,
-                                                useImageSpacing=True)
-        return np.maximum(sitk.GetArrayViewFromImage(distance), 0)
+    grid = _Grid(x, y, z, spacing, 1 + 0.04 * rng.standard_normal(), rng)
+    size, ellipsoid, distance_inside = grid.size, grid.ellipsoid, grid.distance_inside
 
     # brain tissue: hemispheres, temporal lobes, cerebellum, brain stem and cord
     base = np.where((np.abs(x) < 22) & (y < 12), -12.0, -22 + 0.12 * np.maximum(y - 30, 0))  # cisterns, orbits
@@ -105,11 +128,11 @@ def _drawn_phantom(spacing: float, seed: int, field_of_view: tuple[float, ...]) 
     cerebrum &= ~(fissure & ~ellipsoid((0, -6, 8), (20, 40, 20), size))
 
     labels = np.zeros(shape, np.uint8)
-    _paint_head(labels, x, y, z, from_midline, cerebrum, cerebellum, stem, distance_inside, ellipsoid, rng, spacing)
+    _paint_head(labels, grid, from_midline, cerebrum, cerebellum, stem)
 
     # cortex: a ribbon lining the outer surface and the banks of the sulci
     depth = distance_inside(cerebrum | stem)
-    sulci = _sulci(x, y, z, cerebrum & (depth < 22), depth, rng)
+    sulci = _sulci(grid, cerebrum & (depth < 22), depth)
     for side in (-1, 1):  # the lateral (Sylvian) fissure above each temporal lobe
         q = np.sqrt(((x - side * tx) / temporal_radii[0]) ** 2 + ((y - ty) / temporal_radii[1]) ** 2
                     + ((z - tz) / temporal_radii[2]) ** 2)
@@ -119,7 +142,7 @@ def _drawn_phantom(spacing: float, seed: int, field_of_view: tuple[float, ...]) 
     labels[tissue] = WM
     labels[tissue & (distance_inside(tissue | stem) <= max(rng.uniform(2.3, 3.0), spacing))] = GM
     labels[stem] = WM
-    folia = _folia(x, y, z, cerebellum & (distance_inside(cerebellum) < 8), rng)
+    folia = _folia(grid, cerebellum & (distance_inside(cerebellum) < 8))
     labels[cerebellum] = CSF
     labels[cerebellum & ~folia] = CER_GM
     for side in (-1, 1):  # cerebellar white matter
@@ -138,9 +161,11 @@ def _drawn_phantom(spacing: float, seed: int, field_of_view: tuple[float, ...]) 
     return labels, affine
 
 
-def _paint_head(labels, x, y, z, from_midline, cerebrum, cerebellum, stem, distance_inside, ellipsoid, rng,
-                spacing) -> None:
+def _paint_head(labels: np.ndarray, grid: _Grid, from_midline: np.ndarray, cerebrum: np.ndarray,
+                cerebellum: np.ndarray, stem: np.ndarray) -> None:
     """Cranial cavity (CSF), dura with falx and tentorium, sinuses, skull, scalp, face and neck."""
+    x, y, z, spacing, rng = grid.x, grid.y, grid.z, grid.spacing, grid.rng
+    ellipsoid, distance_inside = grid.ellipsoid, grid.distance_inside
     csf_mm, skull_mm, scalp_mm = (max(mm, spacing) for mm in (  # at least a voxel each
         rng.uniform(2.5, 4.0), rng.uniform(5.0, 7.5), rng.uniform(5.0, 8.0)))
     dura_mm = 1.0  # on grids coarser than 1 mm the shell shows in patches; the falx and tentorium stay whole
@@ -172,14 +197,15 @@ def _paint_head(labels, x, y, z, from_midline, cerebrum, cerebellum, stem, dista
     labels[gap & (np.abs(z + 14) <= 3) & (depth <= 4) & (y < -60)] = VESSEL
 
 
-def _sulci(x, y, z, where: np.ndarray, depth: np.ndarray, rng) -> np.ndarray:
+def _sulci(grid: _Grid, where: np.ndarray, depth: np.ndarray) -> np.ndarray:
     """Sulci: CSF walls cut radially into the cerebrum from its surface, 1.6 mm wide and 8-20 mm deep.
 
     The walls follow the zero set of a random wave field on a sphere around the cerebrum's centre, carried
     inward along the radii, so they open onto the surface; fields in millimetres draw the same folding at any
     voxel size.
     """
-    points = _points(x, y, z, where)
+    rng = grid.rng
+    points = grid.points(where)
     points += np.stack([4 * _random_waves(points, 30.0, rng) for _ in range(3)], axis=1)  # walls bend
     points -= np.asarray(CEREBRUM_CENTRE, np.float32)
     radius = np.linalg.norm(points, axis=1, keepdims=True) + 1e-3
@@ -194,10 +220,11 @@ def _sulci(x, y, z, where: np.ndarray, depth: np.ndarray, rng) -> np.ndarray:
     return sheet
 
 
-def _folia(x, y, z, where: np.ndarray, rng) -> np.ndarray:
+def _folia(grid: _Grid, where: np.ndarray) -> np.ndarray:
     """Cerebellar fissures: transverse sheets fanning out from the fastigium, about 1 mm wide, every ~8 mm at
     5 cm from it, gently curved from side to side."""
-    points = _points(x, y, z, where)
+    rng = grid.rng
+    points = grid.points(where)
     angle = np.arctan2(points[:, 2] - FASTIGIUM[1], points[:, 1] - FASTIGIUM[0])
     radius = np.hypot(points[:, 2] - FASTIGIUM[1], points[:, 1] - FASTIGIUM[0]) + 1e-3
     arc = angle * 50 + 3 * np.sin(points[:, 0] / 12 + rng.uniform(0, 2 * np.pi)) * 50 / radius
@@ -205,11 +232,6 @@ def _folia(x, y, z, where: np.ndarray, rng) -> np.ndarray:
     sheet = np.zeros(where.shape, bool)
     sheet[where] = np.minimum(phase, 1 - phase) * 8.0 * radius / 50 < 0.5
     return sheet
-
-
-def _points(x, y, z, where: np.ndarray) -> np.ndarray:
-    """Millimetre coordinates ``(N, 3)`` of the voxels in ``where``."""
-    return np.stack([np.broadcast_to(a, where.shape)[where] for a in (x, y, z)], axis=1)
 
 
 def _random_waves(points: np.ndarray, wavelength: float, rng, waves: int = 32) -> np.ndarray:
