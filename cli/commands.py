@@ -334,21 +334,10 @@ def cmd_calibrate(args: Namespace) -> int:
 def cmd_evaluate(args: Namespace) -> int:
     from synthseg.evaluation import evaluate
 
-    failed: list[SynthSegError] = []  # pairs that could not be read: reported, the others still scored
-    if args.consistency:
-        rows = evaluate.consistency([Path(p) for p in args.predictions])
-        means = evaluate.summary(rows, "dice")
-        for name, value in means.items():
-            print(f"{name:<11} {value:.3f}")
-        print(f"{'mean':<11} {sum(means.values()) / max(1, len(means)):.3f}")
-    else:
-        if not args.reference:
-            raise SynthSegError("give --reference label maps (or use --consistency)")
-        results = evaluate.evaluate_files(args.predictions, args.reference, args.mapping, hd95=not args.no_hd95,
-                                          on_error=failed.append)
-        rows = [row for r in results for row in r.rows]
-        if rows:
-            print(evaluate.format_table(rows))
+    failed: list[SynthSegError] = []  # files that could not be read: reported, the others still scored
+    try:
+        rows = _evaluation_rows(args, failed)
+    finally:
         for error in failed:
             _err(f"failed: {error}")
     if args.csv:
@@ -357,3 +346,25 @@ def cmd_evaluate(args: Namespace) -> int:
         text = evaluate.rows_to_csv(rows)
         write_atomic(Path(args.csv), lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return 1 if failed else 0
+
+
+def _evaluation_rows(args: Namespace, failed: list[SynthSegError]) -> list[dict]:
+    """Score and print the predictions (against references, or with each other for --consistency); files that
+    cannot be read go to ``failed``."""
+    from synthseg.evaluation import evaluate
+
+    if args.consistency:
+        rows = evaluate.consistency([Path(p) for p in args.predictions], on_error=failed.append)
+        means = evaluate.summary(rows, "dice")
+        for name, value in means.items():
+            print(f"{name:<11} {value:.3f}")
+        print(f"{'mean':<11} {sum(means.values()) / max(1, len(means)):.3f}")
+        return rows
+    if not args.reference:
+        raise SynthSegError("give --reference label maps (or use --consistency)")
+    results = evaluate.evaluate_files(args.predictions, args.reference, args.mapping, hd95=not args.no_hd95,
+                                      on_error=failed.append)
+    rows = [row for r in results for row in r.rows]
+    if rows:
+        print(evaluate.format_table(rows))
+    return rows

@@ -102,19 +102,27 @@ def evaluate_files(preds: Sequence[Path], refs: Sequence[Path], mapping: str | P
     return results
 
 
-def consistency(paths: Sequence[Path]) -> list[dict]:
-    """Pairwise Dice per structure between segmentations of one subject (e.g. T1, T2, FLAIR)."""
-    images = [read_label_map(p, allow_empty=True) for p in paths]
+def consistency(paths: Sequence[Path], on_error: Callable[[SynthSegError], None] | None = None) -> list[dict]:
+    """Pairwise Dice per structure between segmentations of one subject (e.g. T1, T2, FLAIR). A file that
+    cannot be read raises, or with ``on_error`` is handed to it and left out while the others are compared."""
+    images: list[tuple[str, Image]] = []
+    for path in paths:
+        try:
+            images.append((Path(path).name, read_label_map(path, allow_empty=True)))
+        except SynthSegError as error:
+            if on_error is None:
+                raise
+            on_error(error)
     if len(images) < 2:
-        raise SynthSegError("--consistency needs at least two segmentations")
+        raise SynthSegError(f"--consistency needs at least two readable segmentations ({len(images)} of "
+                            f"{len(paths)} could be read)")
     rows = []
-    for (i, a), (j, b) in itertools.combinations(enumerate(images), 2):
+    for (name_a, a), (name_b, b) in itertools.combinations(images, 2):
         b_on_a = onto_grid(b, a)
         for s in STRUCTURES[1:]:
             value = dice(np.asarray(a.data), b_on_a, s.id)
             if not math.isnan(value):
-                rows.append({"a": Path(paths[i]).name, "b": Path(paths[j]).name, "structure": s.short,
-                             "dice": value})
+                rows.append({"a": name_a, "b": name_b, "structure": s.short, "dice": value})
     return rows
 
 

@@ -59,6 +59,19 @@ def test_consistency_of_identical_segmentations(tmp_path):
     assert len({(r["a"], r["b"]) for r in rows}) == 3 and all(r["dice"] == 1.0 for r in rows)
 
 
+def test_consistency_leaves_out_an_unreadable_file_only_when_told_to(tmp_path):
+    paths = [write_nifti(tmp_path / f"{c}.nii.gz", _labels()) for c in ("t1", "t2")]
+    broken = tmp_path / "flair.nii.gz"
+    broken.write_bytes(b"not a nifti")
+    with pytest.raises(SynthSegError, match="flair.nii.gz"):
+        consistency([paths[0], broken, paths[1]])
+    failed = []
+    rows = consistency([paths[0], broken, paths[1]], on_error=failed.append)
+    assert {(r["a"], r["b"]) for r in rows} == {("t1.nii.gz", "t2.nii.gz")} and len(failed) == 1
+    with pytest.raises(SynthSegError, match="1 of 2 could be read"):
+        consistency([paths[0], broken], on_error=failed.append)
+
+
 def test_an_intensity_image_given_as_a_reference_is_refused(tmp_path):
     labels = write_nifti(tmp_path / "seg.nii.gz", _labels())
     scan = write_nifti(tmp_path / "scan.nii.gz", _labels().astype(np.float32) + 0.25)

@@ -204,6 +204,19 @@ def test_evaluate_scores_the_readable_pairs_and_names_the_one_that_is_not_a_labe
     assert err.strip() == f"failed: {bad / 'head.nii.gz'}: label map has non-integer values; is this an intensity image?"
 
 
+def test_consistency_compares_the_readable_segmentations_and_names_the_scan_among_them(tmp_path, phantom_t1, capsys):
+    path, truth, affine = phantom_t1
+    for contrast in ("t1", "t2"):
+        write_nifti(tmp_path / f"{contrast}_dseg.nii.gz", truth, affine, np.uint8)
+    scan = tmp_path / "flair.nii.gz"
+    write_nifti(scan, _head(phantom_t1)[0], affine)  # a scan among the segmentations
+    assert main(["evaluate", str(tmp_path / "t1_dseg.nii.gz"), str(scan), str(tmp_path / "t2_dseg.nii.gz"),
+                 "--consistency"]) == 1
+    out, err = capsys.readouterr()
+    assert "mean        1.000" in out
+    assert err.strip() == f"failed: {scan}: label map has non-integer values; is this an intensity image?"
+
+
 def test_demo_refuses_a_negative_seed(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["demo", "--seed", "-1"])
