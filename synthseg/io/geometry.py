@@ -104,7 +104,7 @@ def resample_to_grid(data: np.ndarray, affine: np.ndarray, shape: Sequence[int],
 
 
 def argmax_to_grid(sources: Sequence[tuple[np.ndarray, np.ndarray]], shape: Sequence[int],
-                   target_affine: np.ndarray, chunk: int = 500_000) -> np.ndarray:
+                   target_affine: np.ndarray, chunk: int = 2_000_000) -> np.ndarray:
     """Argmax, on a target grid, of the mean of linearly resampled class probabilities of one or more
     ``(probs, affine)`` source grids whose axes are parallel to the target's (a scan's working grids
     always are: they are its canonical reorientation at another spacing).
@@ -113,8 +113,9 @@ def argmax_to_grid(sources: Sequence[tuple[np.ndarray, np.ndarray]], shape: Sequ
     sources, computed cheaply: with parallel axes each target index maps to one source cell per axis,
     so cells are looked up separably; where every source's cell has one winning class on all eight
     corners, and the sources agree on it, interpolation cannot change the winner and the label is read
-    directly. Probabilities are interpolated (eight gathered corners) only at the other voxels, in
-    chunks of ``chunk``. Outside its grid a source counts as background.
+    directly. Probabilities are interpolated (eight gathered corners) only at the other voxels, taken
+    ``chunk`` target voxels at a time so that memory beyond the labels does not grow with the target grid.
+    Outside its grid a source counts as background.
     """
     shape = tuple(int(n) for n in shape)
     labels, settled, plans = None, None, []
@@ -132,25 +133,27 @@ def argmax_to_grid(sources: Sequence[tuple[np.ndarray, np.ndarray]], shape: Sequ
             labels, settled = read, safe
         else:
             settled &= safe & (read == labels)
-    border = np.flatnonzero(~settled)
     channels = sources[0][0].shape[0]
-    total = np.zeros((len(border), channels), dtype=np.float32)
-    for (probs, _), (axes, lookups) in zip(sources, plans):
+    tables = []  # per source: its probabilities channels last (one corner is one row) and its row strides
+    for (probs, _), (axes, _) in zip(sources, plans):
         padded = np.zeros(tuple(n + 2 for n in probs.shape[1:]) + (channels,), dtype=np.float32)
         padded[..., 0] = 1.0  # background all round
-        padded[1:-1, 1:-1, 1:-1] = np.moveaxis(probs, 0, -1)  # channels last: one corner is one row
-        rows = padded.reshape(-1, channels)
-        strides = np.array([padded.shape[1] * padded.shape[2], padded.shape[2], 1])[axes]
-        for start in range(0, len(border), chunk):
-            where = np.unravel_index(border[start:start + chunk], shape)
+        padded[1:-1, 1:-1, 1:-1] = np.moveaxis(probs, 0, -1)
+        tables.append((padded.reshape(-1, channels),
+                       np.array([padded.shape[1] * padded.shape[2], padded.shape[2], 1])[axes]))
+    flat_labels, unsettled = labels.reshape(-1), ~settled.reshape(-1)
+    for first in range(0, unsettled.size, chunk):
+        border = first + np.flatnonzero(unsettled[first:first + chunk])
+        where = np.unravel_index(border, shape)
+        total = np.zeros((len(border), channels), dtype=np.float32)
+        for (rows, strides), (_, lookups) in zip(tables, plans):
             base = sum(lookups[a][0][where[a]] * strides[a] for a in range(3))
             weights = [(1 - lookups[a][1][where[a]], lookups[a][1][where[a]]) for a in range(3)]
-            accumulated = total[start:start + chunk]
             for corner in _CORNERS:
                 values = rows[base + int(np.dot(strides, corner))]
                 values *= (weights[0][corner[0]] * weights[1][corner[1]] * weights[2][corner[2]])[:, None]
-                accumulated += values
-    labels.reshape(-1)[border] = total.argmax(1)
+                total += values
+        flat_labels[border] = total.argmax(1)
     return labels
 
 

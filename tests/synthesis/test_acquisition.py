@@ -1,6 +1,8 @@
 import torch
 import torch.nn.functional as F
+from scipy.ndimage import gaussian_filter
 
+from synthseg.synthesis import acquisition
 from synthseg.synthesis.acquisition import (add_noise, blur, brain_mask, dilate, erode, kspace_motion,
                                             pool_partial_volume, simulate_resolution)
 
@@ -26,6 +28,17 @@ def test_blur_keeps_constants_and_pooling_centres():
     pooled = pool_partial_volume(fine)
     assert pooled.shape == (5, 5, 5)
     assert torch.allclose(pooled[1:-1, 0, 0], torch.tensor([2.0, 4.0, 6.0]))
+
+
+def test_blur_in_chunks_of_lines_equals_the_blur_in_one_call(monkeypatch):
+    volume = torch.rand(13, 17, 19, generator=torch.Generator().manual_seed(1))
+    whole = blur(volume, [0.9, 2.0, 1.4])
+    monkeypatch.setattr(acquisition, "BLUR_CHUNK_VOXELS", 100)  # 5 lines of 19, 6 of 17, 7 of 13 per call
+    assert torch.allclose(blur(volume, [0.9, 2.0, 1.4]), whole, atol=1e-6)  # the kernels' batching differs
+    reference = torch.from_numpy(gaussian_filter(volume.double().numpy(), [0.9, 2.0, 1.4], mode="nearest",
+                                                 truncate=3.0))
+    inside = (slice(3, -3), slice(6, -6), slice(5, -5))  # where the kernel radii round alike
+    assert torch.allclose(whole.double()[inside], reference[inside], atol=2e-3)
 
 
 def test_partial_volume_pooling_is_the_triangle_filter_with_stride_two():
