@@ -17,6 +17,7 @@ grid loses (thin cortex, CSF).
 
 from __future__ import annotations
 
+import copy
 import json
 import numbers
 import time
@@ -39,6 +40,7 @@ from synthseg.io.image import (MAX_VOXELS, Image, load_image, looks_like_label_m
 from synthseg.inference.experts import choose_expert, contrast_signature, signature_as_list
 from synthseg.inference.pose import (MAX_RESIDUAL_MM, POSE_READS, POSE_REREAD_DEGREES, POSE_TURN_DEGREES,
                                     head_rotation, rotation_degrees, structure_centroids, turned_grid)
+from synthseg.inference.memory import memory_mark, memory_needed, room_since
 from synthseg.inference.model import LoadedModel, load_model
 from synthseg.inference.preprocessing import (CT_SCALE_NAMES, MODALITIES, bias_corrected, ct_scale, detect_modality,
                                               fill_as_background, finite_values, head_box_mask, n4_unsuitable,
@@ -66,10 +68,9 @@ TTA_SPACING_FACTORS = (1.0, 0.9)
 # most often a header in other units (one in cm asked for 83 GB)
 MAX_WORKING_VOXELS = 40_000_000
 # nor may the part of it the network reads, the crop around what is bright enough to be head, hold more than
-# MAX_HEAD_VOXELS: at its peak inference keeps ≈ HEAD_BYTES_PER_VOXEL per voxel of that crop (a 600 mm cube filled
-# with tissue, default TTA: 37 M voxels, 13.5 GB), so 16 M voxels ≈ 6 GB (a 455 mm cube)
+# MAX_HEAD_VOXELS (a 455 mm cube at 1.8 mm, ≈ 8 GB with TTA by memory.memory_needed): no head is that large (a
+# 600 mm cube filled with tissue, 37 M voxels, took 13.5 GB and 5 minutes)
 MAX_HEAD_VOXELS = 16_000_000
-HEAD_BYTES_PER_VOXEL = 365
 # an output voxel size (``voxel_size``) outside this range, in mm, is refused as a mistake
 OUTPUT_VOXEL_RANGE_MM = (0.2, 10.0)
 
@@ -235,7 +236,20 @@ class Segmenter:
     def segment(self, x: Any, affine: np.ndarray | None = None, posteriors: bool = False) -> SegmentationResult:
         """Segment a path, a nibabel image, an :class:`Image`, or an array with its affine. Labels and posteriors
         come on the scan's own grid or, with ``voxel_size``, on :meth:`output_grid`; volumes are
-        :func:`soft_volumes`, whichever grid that is."""
+        :func:`soft_volumes`, whichever grid that is. A scan whose test-time augmentation would not fit in
+        memory gets one pass, with a warning (:mod:`synthseg.inference.memory`)."""
+        try:
+            return self._segment(x, affine, posteriors, memory_mark())
+        except _OnePassFits as signal:  # the first attempt's arrays go with its traceback, before the second
+            image, warning = signal.image, str(signal)
+        one_pass = copy.copy(self)
+        one_pass.tta = False
+        result = one_pass._segment(image, None, posteriors, memory_mark())
+        result.warnings.insert(0, warning)
+        return result
+
+    def _segment(self, x: Any, affine: np.ndarray | None, posteriors: bool, mark: tuple[float, float]
+                 ) -> SegmentationResult:
         timings: dict[str, float] = {}
         start = time.perf_counter()
         image = self._as_image(x, affine)
@@ -262,6 +276,7 @@ class Segmenter:
             t = time.perf_counter()
             if not grids:  # the first grid chooses the network and reads the pose, the finer one reuses both
                 self._check_head_size(work.shape, spacing, image)
+                self._check_memory(image, out_shape, work.shape, spacing, posteriors, mark)
                 probs, chosen, signature, network = self._infer(work, modality)
                 probs, pose, turn = self._settle_pose(probs, antialiased, modality, spacing, network, box, work_affine)
                 first_grid = probs
@@ -390,9 +405,30 @@ class Segmenter:
         if voxels > MAX_HEAD_VOXELS:
             size = " x ".join(f"{n * spacing:.0f}" for n in crop_shape)
             raise SynthSegError(f"what looks like the head spans {size} mm ({voxels / 1e6:.0f} M voxels on the working "
-                                f"grid, at most {MAX_HEAD_VOXELS / 1e6:.0f} M, about "
-                                f"{MAX_HEAD_VOXELS * HEAD_BYTES_PER_VOXEL / 1e9:.0f} GB of memory): crop the scan to "
-                                "the head", image.path or "<array>")
+                                f"grid, at most {MAX_HEAD_VOXELS / 1e6:.0f} M): crop the scan to the head",
+                                image.path or "<array>")
+
+    def _check_memory(self, image: Image, out_shape: Sequence[int], crop_shape: Sequence[int], spacing: float,
+                      posteriors: bool, mark: tuple[float, float]) -> None:
+        """Go on when the segmentation fits in the memory it may take since ``mark`` (:mod:`.memory`) or the system
+        does not say; raise :class:`_OnePassFits` when only one pass fits, test-time augmentation being on; refuse
+        the scan when not even one pass fits."""
+        free = room_since(mark)
+        if free is None:
+            return
+        scan = max(float(image.data.size), float(np.prod(out_shape, dtype=np.float64)))
+        crop = float(np.prod(crop_shape, dtype=np.float64))  # on this, the model's own grid
+        need = memory_needed(scan, crop * (spacing / self._finest_spacing()) ** 3, self.tta, posteriors)
+        if need <= free:
+            return
+        one_pass = memory_needed(scan, crop, False, posteriors)
+        if self.tta and one_pass <= free:
+            raise _OnePassFits(image, f"test-time augmentation skipped for lack of memory (it needs about "
+                                      f"{need / 1e9:.1f} GB, {free / 1e9:.1f} GB is available): one pass")
+        raise SynthSegError(f"segmenting this scan needs about {one_pass / 1e9:.1f} GB of memory "
+                            f"({scan / 1e6:.0f} M voxels, a head crop of {crop / 1e6:.1f} M on the working grid) but "
+                            f"{free / 1e9:.1f} GB is available: free memory, or crop or downsample the scan",
+                            image.path or "<array>")
 
     def _bias_corrected(self, canonical: Image) -> tuple[Image, str | None]:
         """The canonical MR scan divided by the bias field N4 fits inside its brain and CSF (``N4_MASK_IDS`` under
@@ -591,6 +627,15 @@ class Segmenter:
                 entry["expected_ml"] = [round(lo, 1), round(hi, 1)]
             qc[s.short] = entry
         return qc
+
+
+class _OnePassFits(Exception):
+    """Raised inside :meth:`Segmenter._segment` when test-time augmentation would not fit in memory but one pass
+    would: :meth:`Segmenter.segment` starts again with one pass, the first attempt's arrays freed."""
+
+    def __init__(self, image: Image, warning: str) -> None:
+        super().__init__(warning)
+        self.image = image
 
 
 def looks_skull_stripped(volumes: dict[str, float]) -> bool:

@@ -7,6 +7,7 @@ import pytest
 from synthseg.errors import SynthSegError
 from synthseg.inference.preprocessing import bias_corrected, ct_scale, looks_like_ct, to_hounsfield
 from synthseg.inference.segmenter import Segmenter, looks_skull_stripped, output_paths, segment, soft_volumes
+import synthseg.inference.segmenter as segmenter_module
 from synthseg.io.geometry import resample_to_grid
 from synthseg.labels.protocol import NUM_CLASSES
 from tests.conftest import write_nifti
@@ -274,6 +275,32 @@ def test_scans_far_larger_than_a_head_are_refused_before_the_network_runs(segmen
     body = 0.5 + rng.random((60, 60, 60), dtype=np.float32)  # 1.2 m of tissue: within the field-of-view limit
     with pytest.raises(SynthSegError, match="what looks like the head spans 1200 x 1200 x 1200 mm"):
         segmenter.segment(body, np.diag([20.0, 20, 20, 1]))
+
+
+def test_a_scan_without_memory_for_tta_gets_one_pass_and_one_without_memory_for_that_is_refused(
+        tiny_model, phantom_t1, monkeypatch):
+    path, _, _ = phantom_t1
+    segmenter, one_pass = Segmenter(tiny_model, device="cpu"), Segmenter(tiny_model, device="cpu", tta=False)
+    single = one_pass.segment(path)
+    needs = {}  # what the segmenter asked for, with and without TTA
+    real_need = segmenter_module.memory_needed
+
+    def need(scan, crop, tta, posteriors=False):
+        needs[tta] = real_need(scan, crop, tta, posteriors)
+        return needs[tta]
+    monkeypatch.setattr(segmenter_module, "memory_needed", need)
+    monkeypatch.setattr(segmenter_module, "room_since", lambda mark: None)  # the system does not say
+    assert not segmenter.segment(path).warnings and needs == {}
+    monkeypatch.setattr(segmenter_module, "room_since", lambda mark: 64e9)
+    assert not segmenter.segment(path).warnings and list(needs) == [True]
+    monkeypatch.setattr(segmenter_module, "room_since", lambda mark: needs[True] - 1)
+    fallback = segmenter.segment(path)
+    assert fallback.warnings[0].startswith("test-time augmentation skipped for lack of memory (it needs about")
+    assert needs[False] < needs[True]
+    assert np.array_equal(np.asarray(fallback.labels.dataobj), np.asarray(single.labels.dataobj))
+    monkeypatch.setattr(segmenter_module, "room_since", lambda mark: needs[False] / 2)
+    with pytest.raises(SynthSegError, match=rf"{path.name}: segmenting this scan needs about .* GB of memory"):
+        segmenter.segment(path)
 
 
 def test_unknown_model_and_device(tiny_model):
