@@ -15,14 +15,14 @@ import ctypes.util
 import os
 from pathlib import Path
 
-# Memory a segmentation takes beyond the loaded model, fitted as an upper envelope of `synthseg segment`'s peak on
-# IXI012 made large both ways (benchmarks/RESULTS.md, "Memory of large scans": 0 to 0.7 GB above
-# the ten measured peaks): per voxel of the scan (reading, reorientation, anti-aliasing, the return to the scan's
-# grid; written probabilities) and per voxel of the head crop on the finest working grid (the probabilities of
-# every grid and pass).
-BYTES_PER_SCAN_VOXEL = {True: 26, False: 18}  # with / without test-time augmentation (two anti-aliased copies)
+# Memory a segmentation takes beyond the loaded model: an upper envelope of `synthseg segment`'s peaks on IXI012
+# made large both ways (benchmarks/RESULTS.md, "Memory of large scans": up to 1 GB above them; the peaks of large
+# crops themselves vary by 0.5 GB from run to run), per voxel of the scan (reading, reorientation, anti-aliasing,
+# the return to the scan's grid; written probabilities) and per voxel of the head crop on the finest working grid
+# (the probabilities of every grid and pass).
+BYTES_PER_SCAN_VOXEL = {True: 26, False: 20}  # with / without test-time augmentation (two anti-aliased copies)
 BYTES_PER_POSTERIOR_VOXEL = 20
-BYTES_PER_CROP_VOXEL = {True: 430, False: 270}
+BYTES_PER_CROP_VOXEL = {True: 430, False: 340}
 WORKSPACE_BYTES = 0.4e9  # the network's activations and torch's workspace
 NO_LIMIT = 2 ** 60  # cgroup files write "max" (v2) or a page-rounded 2^63 (v1) for "unlimited"
 
