@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from synthseg.errors import SynthSegError
-from synthseg.io.image import Image, load_image, looks_like_label_map, read_label_map, save_image
+from synthseg.io.image import (LABEL_MAP_FLAT_SHARE, Image, flat_share, load_image, looks_like_label_map,
+                               read_label_map, save_image)
 from tests.conftest import write_nifti
 
 
@@ -114,9 +115,18 @@ def test_voxel_budget_is_checked_from_the_header(tmp_path):
 
 
 def test_label_map_detection():
-    labels = np.random.default_rng(0).integers(0, 17, (10, 10, 10)).astype(np.uint8)
-    assert looks_like_label_map(labels) == 17
+    blocks = np.random.default_rng(0).integers(0, 17, (5, 5, 5)).astype(np.uint8)
+    labels = np.kron(blocks, np.ones((8, 8, 8), np.uint8))  # regions of one value, as in any label map
+    assert looks_like_label_map(labels) == len(np.unique(blocks))
     assert looks_like_label_map(_volume()) is None
+
+
+def test_a_scan_stored_with_few_grey_levels_is_not_a_label_map():
+    rng = np.random.default_rng(1)
+    smooth = np.kron(rng.random((5, 5, 5)), np.ones((4, 4, 4)))
+    scan = np.round(31 * np.clip(smooth + rng.normal(0, 0.05, smooth.shape), 0, 1)).astype(np.uint8)  # 5 bits
+    assert len(np.unique(scan)) <= 32 and flat_share(scan) < LABEL_MAP_FLAT_SHARE
+    assert looks_like_label_map(scan) is None
 
 
 def test_a_label_map_holds_non_negative_whole_codes(tmp_path):
