@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=whole_number(0), help="CPU threads (default or 0: torch's default)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
                    help="test-time augmentation: left/right flip and a second working grid 10%% finer than the model's "
-                        "(default: on; --no-tta: one pass per network, the fastest)")
+                        "(default: on, but one pass, with a warning, for a scan whose TTA would not fit in the "
+                        "memory left; --no-tta: one pass per network, the fastest)")
     p.add_argument("--experts", action=argparse.BooleanOptionalAction, default=True,
                    help="second pass by the model's contrast expert for the scan, when it has one (default: on)")
     p.add_argument("--cleanup", action=argparse.BooleanOptionalAction, default=True,
