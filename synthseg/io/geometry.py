@@ -113,9 +113,9 @@ def argmax_to_grid(sources: Sequence[tuple[np.ndarray, np.ndarray]], shape: Sequ
     sources, computed cheaply: with parallel axes each target index maps to one source cell per axis,
     so cells are looked up separably; where every source's cell has one winning class on all eight
     corners, and the sources agree on it, interpolation cannot change the winner and the label is read
-    directly. Probabilities are interpolated (eight gathered corners) only at the other voxels, taken
-    ``chunk`` target voxels at a time so that memory beyond the labels does not grow with the target grid.
-    Outside its grid a source counts as background.
+    directly. Probabilities are interpolated (eight gathered corners) only at the other voxels, a slab of about
+    ``chunk`` target voxels at a time, from the part of each source that slab reads: memory beyond the labels
+    grows with neither grid. Outside its grid a source counts as background.
     """
     shape = tuple(int(n) for n in shape)
     labels, settled, plans = None, None, []
@@ -134,20 +134,18 @@ def argmax_to_grid(sources: Sequence[tuple[np.ndarray, np.ndarray]], shape: Sequ
         else:
             settled &= safe & (read == labels)
     channels = sources[0][0].shape[0]
-    tables = []  # per source: its probabilities channels last (one corner is one row) and its row strides
-    for (probs, _), (axes, _) in zip(sources, plans):
-        padded = np.zeros(tuple(n + 2 for n in probs.shape[1:]) + (channels,), dtype=np.float32)
-        padded[..., 0] = 1.0  # background all round
-        padded[1:-1, 1:-1, 1:-1] = np.moveaxis(probs, 0, -1)
-        tables.append((padded.reshape(-1, channels),
-                       np.array([padded.shape[1] * padded.shape[2], padded.shape[2], 1])[axes]))
     flat_labels, unsettled = labels.reshape(-1), ~settled.reshape(-1)
-    for first in range(0, unsettled.size, chunk):
-        border = first + np.flatnonzero(unsettled[first:first + chunk])
+    plane = shape[1] * shape[2]
+    planes = max(1, chunk // plane)  # target slabs of this many planes along its first axis
+    for start in range(0, shape[0], planes):
+        stop = min(shape[0], start + planes)
+        border = start * plane + np.flatnonzero(unsettled[start * plane:stop * plane])
         where = np.unravel_index(border, shape)
         total = np.zeros((len(border), channels), dtype=np.float32)
-        for (rows, strides), (_, lookups) in zip(tables, plans):
-            base = sum(lookups[a][0][where[a]] * strides[a] for a in range(3))
+        for (probs, _), (axes, lookups) in zip(sources, plans):
+            rows, strides, first = _padded_rows(probs, axes, lookups[0][0][start:stop])
+            lows = [lookups[0][0][where[0]] - first] + [lookups[a][0][where[a]] for a in (1, 2)]
+            base = sum(lows[a] * strides[a] for a in range(3))
             weights = [(1 - lookups[a][1][where[a]], lookups[a][1][where[a]]) for a in range(3)]
             for corner in _CORNERS:
                 values = rows[base + int(np.dot(strides, corner))]
@@ -155,6 +153,27 @@ def argmax_to_grid(sources: Sequence[tuple[np.ndarray, np.ndarray]], shape: Sequ
                 total += values
         flat_labels[border] = total.argmax(1)
     return labels
+
+
+def _padded_rows(probs: np.ndarray, axes: np.ndarray, lows: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """The part of ``probs`` (padded by one voxel of background all round) that a slab of the target reads: the
+    padded cells ``lows.min()`` to ``lows.max() + 1`` along the source axis under the target's first axis, channels
+    last (one corner is one row); its row strides per target axis, and the first padded cell it holds."""
+    along, channels = int(axes[0]), probs.shape[0]
+    first, last = int(lows.min()), int(lows.max()) + 1
+    shape = [n + 2 for n in probs.shape[1:]]
+    shape[along] = last - first + 1
+    block = np.zeros((*shape, channels), dtype=np.float32)
+    block[..., 0] = 1.0  # background all round
+    inside = (max(first, 1), min(last, probs.shape[1 + along]))  # padded cells p holding probs[p - 1]
+    if inside[0] <= inside[1]:
+        target = [slice(1, -1)] * 3
+        target[along] = slice(inside[0] - first, inside[1] - first + 1)
+        source = [slice(None)] * 3
+        source[along] = slice(inside[0] - 1, inside[1])
+        block[tuple(target)] = np.moveaxis(probs[(slice(None), *source)], 0, -1)
+    strides = np.array([shape[1] * shape[2], shape[2], 1])[axes]
+    return block.reshape(-1, channels), strides, first
 
 
 def probability_slabs(sources: Sequence[tuple[np.ndarray, np.ndarray]], shape: Sequence[int],
