@@ -8,7 +8,7 @@ against `synthseg.inference.memory.memory_needed`'s estimate, and as ratios to t
 Each segmentation runs in its own `synthseg segment` process (the shipped model) whose peak resident memory is read
 from the kernel (wait4); the estimate is `memory_needed` (which counts the network's workspace) on top of that
 process's peak on a 16³ scan less the workspace (the model loaded, nothing to speak of segmented). The inputs are made, and their head crops measured, in a child process too: a child's peak counts the
-memory of the process it was forked from, so this one stays small (no torch, no volumes).
+memory of the process it was forked from, so this one stays small (no volumes, no network).
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from synthseg.errors import SynthSegError
@@ -72,13 +74,20 @@ def retain_freed_memory() -> bool:
     (freed blocks stay and fragment). Changes the whole process, so the command-line front end calls it,
     not the library.
     Returns False where the C library is not glibc."""
+    m_trim_threshold, m_mmap_max = -1, -4  # mallopt parameter numbers from glibc's malloc.h
+    mallopt = glibc_function("mallopt")
+    if mallopt is None:
+        return False
+    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2 ** 31 - 1))
+
+
+@functools.lru_cache(maxsize=None)
+def glibc_function(name: str):
+    """A function of the C library (ctypes), or None where the C library lacks it (not glibc, or an older one)."""
     import ctypes
     import ctypes.util
 
-    m_trim_threshold, m_mmap_max = -1, -4  # mallopt parameter numbers from glibc's malloc.h
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
     except (OSError, AttributeError):
-        return False
-    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2 ** 31 - 1))
+        return None

@@ -11,9 +11,10 @@ it is refused before the network runs.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from pathlib import Path
+
+from synthseg.device import glibc_function
 
 # Memory a segmentation takes beyond the loaded model: an upper envelope of `synthseg segment`'s peaks on IXI012
 # made large both ways (benchmarks/RESULTS.md, "Memory of large scans": up to 1 GB above them; the peaks of large
@@ -62,13 +63,8 @@ def available_memory(proc: Path = Path("/proc"), cgroup_root: Path = Path("/sys/
 
 
 def _meminfo_available(path: Path) -> float | None:
-    try:
-        for line in path.read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return float(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    kib = _field(path, "MemAvailable:")
+    return None if kib is None else kib * 1024
 
 
 def _cgroup_folders(membership: Path, root: Path) -> list[Path]:
@@ -101,7 +97,7 @@ def _cgroup_room(folder: Path) -> float | None:
             continue
         if limit >= NO_LIMIT:
             return None
-        cache = _stat_value(folder / "memory.stat", cache_key) or 0.0
+        cache = _field(folder / "memory.stat", cache_key) or 0.0
         return max(0.0, limit - usage + cache)
     return None
 
@@ -119,12 +115,13 @@ def _read_number(path: Path) -> float | None:
         return None
 
 
-def _stat_value(path: Path, key: str) -> float | None:
+def _field(path: Path, key: str) -> float | None:
+    """The number after ``key`` on its line of a ``key value [unit]`` file (/proc/meminfo, memory.stat)."""
     try:
         for line in path.read_text().splitlines():
-            name, _, value = line.partition(" ")
-            if name == key:
-                return float(value)
+            words = line.split()
+            if len(words) > 1 and words[0] == key:
+                return float(words[1])
     except (OSError, ValueError):
         return None
     return None
@@ -145,10 +142,8 @@ class _MallInfo2(ctypes.Structure):
 
 def _heap_free() -> float:
     """Free bytes glibc's allocator holds for reuse (``mallinfo2().fordblks``; 0 elsewhere)."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallinfo2 = libc.mallinfo2
-    except (OSError, AttributeError):
+    mallinfo2 = glibc_function("mallinfo2")
+    if mallinfo2 is None:
         return 0.0
     mallinfo2.restype = _MallInfo2
     return float(mallinfo2().fordblks)
