@@ -114,6 +114,34 @@ def finite_values(data: np.ndarray) -> tuple[np.ndarray, str | None]:
     return np.where(bad, values[~bad].min(), values), note
 
 
+# a voxel further outside the scan's 0.5th-99.5th percentile range than OUTLIER_RANGES times that range is corrupt
+# (a float scan's -FLT_MAX, a saturated integer, a slab's few pad values), provided such voxels are at most
+# MAX_OUTLIER_SHARE of the scan: a head fills more of any field of view the segmenter accepts. The real scans
+# of ../shared/data/dev reach at most 1.7 ranges (IXI's vessels); one MR voxel at -1e30 had made the working
+# grid's fill its lower percentile (mean confidence 0.87 -> 0.29)
+OUTLIER_RANGES = 10.0
+MAX_OUTLIER_SHARE = 0.001
+
+
+def clip_outliers(data: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """``(values, note)``: a few corrupt voxels far outside the rest of the scan (``OUTLIER_RANGES``,
+    ``MAX_OUTLIER_SHARE``) clipped to the range of the others, and a note saying how many; ``(data, None)``
+    unchanged when there are none. Left as they are, interpolation and blurring spread them over their
+    neighbours, and one such value can become the fill of every working-grid voxel beyond the scan."""
+    low, high = np.percentile(_sample(data), (0.5, 99.5))
+    span = float(high - low)
+    if span <= 0:
+        return data, None
+    outside = (data < low - OUTLIER_RANGES * span) | (data > high + OUTLIER_RANGES * span)
+    count = int(outside.sum())
+    if not count or count > MAX_OUTLIER_SHARE * data.size:
+        return data, None
+    rest = data[~outside]
+    extremes = ", ".join(f"{float(v):g}" for v in sorted({float(data[outside].min()), float(data[outside].max())}))
+    note = f"{count} voxel(s) far outside the rest of the scan's values ({extremes}) clipped to its range"
+    return np.clip(data, rest.min(), rest.max()).astype(data.dtype, copy=False), note
+
+
 # a negative value held by at least this share of an MR scan's voxels and further below the others than they span
 # is a fill outside the field of view (-32768 from reslicing tools), not intensity
 MIN_FILL_SHARE = 0.01

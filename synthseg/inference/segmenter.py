@@ -42,9 +42,9 @@ from synthseg.inference.pose import (MAX_RESIDUAL_MM, POSE_READS, POSE_REREAD_DE
                                     head_rotation, rotation_degrees, structure_centroids, turned_grid)
 from synthseg.inference.memory import memory_mark, memory_needed, room_since
 from synthseg.inference.model import LoadedModel, load_model
-from synthseg.inference.preprocessing import (CT_SCALE_NAMES, MODALITIES, bias_corrected, ct_scale, detect_modality,
-                                              fill_as_background, finite_values, head_box_mask, n4_unsuitable,
-                                              normalize, to_hounsfield)
+from synthseg.inference.preprocessing import (CT_SCALE_NAMES, MODALITIES, bias_corrected, clip_outliers, ct_scale,
+                                              detect_modality, fill_as_background, finite_values, head_box_mask,
+                                              n4_unsuitable, normalize, to_hounsfield)
 from synthseg.labels.protocol import NUM_CLASSES, STRUCTURES
 from synthseg.synthesis.acquisition import blur
 from synthseg.synthesis.intensity import MR_PERCENTILES, robust_quantiles
@@ -367,10 +367,13 @@ class Segmenter:
     @staticmethod
     def _values(image: Image, requested: str) -> tuple[np.ndarray, str, list[str]]:
         """The scan's values as the network reads them (float32; NaN/Inf and an MR scan's out-of-view fill as
-        background, CT in Hounsfield units), its modality (``requested``, or detected for ``auto``) and the
+        background, a few corrupt voxels clipped to the others' range, CT in Hounsfield units), its modality (``requested``, or detected for ``auto``) and the
         warnings so far."""
         warnings = list(image.meta.get("warnings", []))
         data, note = finite_values(image.data)
+        if note:
+            warnings.append(note)
+        data, note = clip_outliers(data)
         if note:
             warnings.append(note)
         modality = detect_modality(data, requested)
@@ -669,7 +672,7 @@ def _posterior_image(sources: Sequence[tuple[np.ndarray, np.ndarray]], image: Im
         np.multiply(block, 255, out=block)
         data[:, :, where] = np.moveaxis(np.clip(np.rint(block, out=block), 0, 255, out=block), 0, -1)
     out = image.with_data(data[..., 0], affine).to_nifti(np.uint8)
-    nifti = nib.Nifti1Image(data, out.affine, out.header)
+    nifti = type(out)(data, out.affine, out.header)
     nifti.header.set_slope_inter(1 / 255.0, 0.0)
     nifti.header.set_intent("none")
     return nifti

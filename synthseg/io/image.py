@@ -55,11 +55,13 @@ class Image:
         return replace(self, data=data, affine=self.affine if affine is None else np.asarray(affine, float))
 
     def to_nifti(self, dtype: Any = None) -> nib.Nifti1Image:
+        """A NIfTI image of this grid and data with the input's header (NIfTI-2 stays NIfTI-2), its scaling dropped."""
         data = self.data if dtype is None else self.data.astype(dtype, copy=False)
-        if isinstance(self.header, nib.Nifti1Header):
+        if isinstance(self.header, nib.Nifti1Header):  # NIfTI-2's header is a subclass
             header = self.header.copy()
             qcode, scode = int(header["qform_code"]), int(header["sform_code"])
-            out = nib.Nifti1Image(data, self.affine, header)
+            kind = nib.Nifti2Image if isinstance(header, nib.Nifti2Header) else nib.Nifti1Image
+            out = kind(data, self.affine, header)
             out.set_qform(self.affine, code=qcode or 1)
             out.set_sform(self.affine, code=scode or 1)
         else:

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from synthseg.inference.preprocessing import bias_corrected, fill_as_background
+from synthseg.inference.preprocessing import (MAX_OUTLIER_SHARE, OUTLIER_RANGES, bias_corrected, clip_outliers,
+                                              fill_as_background)
 
 
 def _scan(labels, seed=0):
@@ -67,4 +68,32 @@ def test_values_that_are_not_a_fill_are_left_alone(case):
     if case == "few voxels":
         scan[0, 0, :3] = -32768  # under 1 %: a handful of bad voxels, which the percentiles already ignore
     repaired, note = fill_as_background(scan)
+    assert note is None and repaired is scan
+
+
+@pytest.mark.parametrize("value", [-3.4e38, -1e30, 1e30, 65535.0])
+def test_a_few_corrupt_voxels_are_clipped_to_the_range_of_the_others(value):
+    scan = np.random.default_rng(2).uniform(0, 900, (20, 20, 20)).astype(np.float32)
+    corrupt = scan.copy()
+    corrupt[3, 4, 5] = corrupt[6, 7, 8] = value
+    repaired, note = clip_outliers(corrupt)
+    others = np.ones(scan.shape, bool)
+    others[3, 4, 5] = others[6, 7, 8] = False
+    assert np.array_equal(repaired[others], scan[others]) and repaired.dtype == np.float32
+    expected = scan[others].min() if value < 0 else scan[others].max()
+    assert repaired[3, 4, 5] == repaired[6, 7, 8] == expected
+    assert note == f"2 voxel(s) far outside the rest of the scan's values ({value:g}) clipped to its range"
+
+
+@pytest.mark.parametrize("case", ["bright vessels", "too many", "no spread"])
+def test_values_that_are_not_a_few_corrupt_voxels_are_left_alone(case):
+    scan = np.random.default_rng(3).uniform(100, 200, (20, 20, 20)).astype(np.float32)
+    if case == "bright vessels":  # within OUTLIER_RANGES of the percentile range: anatomy
+        scan[5, 5, :] = 200 + (OUTLIER_RANGES - 1) * 100
+    if case == "too many":  # more than MAX_OUTLIER_SHARE of the scan: not a few corrupt voxels
+        scan.reshape(-1)[: int(2 * MAX_OUTLIER_SHARE * scan.size) + 1] = -1e30
+    if case == "no spread":  # a constant scan with one odd voxel: no range to measure against
+        scan[:] = 5.0
+        scan[0, 0, 0] = 1e30
+    repaired, note = clip_outliers(scan)
     assert note is None and repaired is scan

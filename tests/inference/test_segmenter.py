@@ -113,6 +113,16 @@ def test_nan_outside_the_field_of_view_segments_as_the_lowest_value_with_a_warni
     assert np.array_equal(np.asarray(plain.labels.dataobj), np.asarray(filled.labels.dataobj))
 
 
+def test_a_corrupt_voxel_far_below_the_scan_segments_as_without_it_with_a_warning(segmenter, phantom_t1):
+    path, _, affine = phantom_t1
+    data = nib.load(str(path)).get_fdata().astype(np.float32)
+    corrupt = data.copy()
+    corrupt[0, 0, 0] = -3.4e38  # left in place, the fill of every working-grid voxel beyond the scan
+    plain, clipped = segmenter.segment(data, affine=affine), segmenter.segment(corrupt, affine=affine)
+    assert clipped.warnings == ["1 voxel(s) far outside the rest of the scan's values (-3.4e+38) clipped to its range"]
+    assert np.array_equal(np.asarray(plain.labels.dataobj), np.asarray(clipped.labels.dataobj))
+
+
 def test_ct_is_recognised_from_hounsfield_units(segmenter, phantom_small, tmp_path):
     labels, affine = phantom_small
     hu = _hounsfield(labels).astype(np.int16)

@@ -26,6 +26,15 @@ def test_nifti_round_trip_keeps_affine_and_codes(tmp_path):
     assert back.get_data_dtype() == np.uint8
 
 
+def test_a_nifti2_input_gives_nifti2_outputs_with_its_affine(tmp_path):
+    affine = np.array([[-2.0, 0, 0, 10], [0, 2.0, 0, -4], [0, 0, 2, 3], [0, 0, 0, 1]])
+    nib.save(nib.Nifti2Image(_volume(), affine), str(tmp_path / "in.nii.gz"))
+    image = load_image(tmp_path / "in.nii.gz")
+    back = nib.load(str(save_image(image.with_data((image.data > 0.5).astype(np.uint8)), tmp_path / "out.nii.gz",
+                                   dtype=np.uint8)))
+    assert isinstance(back, nib.Nifti2Image) and np.allclose(back.affine, affine)
+
+
 def test_mgz_and_single_frame_4d(tmp_path):
     data = _volume()
     nib.save(nib.MGHImage(data, np.eye(4)), str(tmp_path / "a.mgz"))
