@@ -50,6 +50,13 @@ def build_corpus(folder: Path, phantom_t1, phantom_small) -> dict[str, tuple[Pat
     add("text_file.nii", "not a readable image", lambda p: p.write_text("this is not an image\n" * 20))
     add("image_2d.nii.gz", "image is 2D", data_=small[:, :, 0])
     add("four_frames.nii.gz", "4D with 4 frames", data_=np.stack([small] * 4, -1))
+    add("five_d.nii.gz", "image is 5D", data_=small[..., None, None])
+    add("complex.nii.gz", "unsupported voxel type complex64", lambda p: nib.save(
+        nib.Nifti1Image(small.astype(np.complex64), affine), str(p)))
+    add("nifti2.nii.gz", None, lambda p: nib.save(nib.Nifti2Image(small, affine), str(p)))
+    corrupt = small.copy()
+    corrupt[0, 0, 0] = -3.4e38  # a float scan's -FLT_MAX in one voxel: clipped, with a warning
+    add("corrupt_voxel.nii.gz", None, data_=corrupt)
     add("one_frame_4d.nii.gz", None, data_=small[..., None])
     nan = small.copy()
     nan[3, 3, 3] = np.nan
@@ -145,6 +152,8 @@ def test_the_corpus_in_one_batch(tmp_path, phantom_t1, phantom_small, tiny_model
             assert re.search(expected, mine[0]), f"{name}: {mine[0]!r} does not say {expected!r}"
             assert not (out / f"{stem}_dseg.nii.gz").exists(), f"{name} left an output"
     assert "negative_pixdim.nii: warning: header repaired" in err
+    assert "corrupt_voxel.nii.gz: warning: 1 voxel(s) far outside" in err
+    assert "sizeof_hdr" not in err  # nibabel's complaint when a NIfTI-2 header is written as NIfTI-1
     leftovers = [p.name for p in out.iterdir() if ".tmp" in p.name]
     assert not leftovers
 
