@@ -23,6 +23,7 @@ from synthseg.labels.protocol import STRUCTURES, structure_table
 from synthseg.inference.segmenter import Segmenter, names_label_file, output_paths, output_stem
 
 LIST_SUFFIXES = (".txt", ".csv", ".lst", ".list")
+PATH_COLUMNS = ("path", "image", "input", "file", "filename", "scan")  # a CSV header cell naming the paths' column
 
 
 @dataclass
@@ -60,11 +61,8 @@ def collect_inputs(specs: Sequence[str | Path], recursive: bool = False) -> tupl
             except (OSError, UnicodeDecodeError) as error:
                 errors.append(f"{path}: cannot read the list ({error})")
                 continue
-            for line in lines:
-                entry = line.split(",")[0].strip()
-                if entry and not entry.startswith("#"):
-                    listed = Path(entry) if Path(entry).is_absolute() else path.parent / entry
-                    found.append(listed)
+            for entry in listed_paths(lines, csv_file=path.name.lower().endswith(".csv")):
+                found.append(Path(entry) if Path(entry).is_absolute() else path.parent / entry)
         else:
             found.append(path)
     unique: list[Path] = []
@@ -72,6 +70,23 @@ def collect_inputs(specs: Sequence[str | Path], recursive: bool = False) -> tupl
         if p not in unique:
             unique.append(p)
     return unique, errors
+
+
+def listed_paths(lines: Sequence[str], csv_file: bool = False) -> list[str]:
+    """The paths a list file names: one per line (text after a comma ignored; ``#`` lines and blank lines skipped)
+    or, for a CSV file, the first column, or the column a header row names ``path``, ``image``, ``input``, ``file``,
+    ``filename`` or ``scan`` (any case; the header itself is not a path)."""
+    lines = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not csv_file:
+        return [entry for entry in (line.split(",")[0].strip() for line in lines) if entry]
+    rows = [row for row in csv.reader(lines) if row]
+    column = 0
+    if rows:
+        header = [cell.strip().lower() for cell in rows[0]]
+        named = [i for i, cell in enumerate(header) if cell in PATH_COLUMNS]
+        if named:
+            column, rows = named[0], rows[1:]
+    return [row[column].strip() for row in rows if len(row) > column and row[column].strip()]
 
 
 def _is_output(path: Path) -> bool:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pytest
 
 from synthseg.cli.main import main
-from synthseg.inference.batch import collect_inputs
+from synthseg.inference.batch import collect_inputs, listed_paths
 from tests.conftest import free_port, write_nifti
 
 
@@ -103,6 +104,20 @@ def test_list_files_folders_and_recursion(tmp_path, phantom_t1):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "holds no images" in collect_inputs([empty])[1][0]
+
+
+def test_a_text_list_names_one_path_per_line():
+    text = "a.nii.gz\n\n# comment\n  b.nii.gz  \nc.nii.gz,subject 3\n"
+    assert listed_paths(text.splitlines()) == ["a.nii.gz", "b.nii.gz", "c.nii.gz"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("a.nii.gz,1\nb.nii.gz,2\n", ["a.nii.gz", "b.nii.gz"]),  # no header: the first column
+    ("Path,age\na.nii.gz,71\nb.nii.gz,65\n", ["a.nii.gz", "b.nii.gz"]),  # a header naming the column
+    ("subject,scan,age\ns1,\"x, y/a.nii.gz\",71\ns2,b.nii.gz,65\n", ["x, y/a.nii.gz", "b.nii.gz"]),  # quoted
+])
+def test_a_csv_list_names_the_paths_of_its_first_or_named_column(text, expected):
+    assert listed_paths(text.splitlines(), csv_file=True) == expected
 
 
 KILL_ON_SECOND = """
