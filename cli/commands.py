@@ -299,8 +299,11 @@ def cmd_export(args: Namespace) -> int:
     from synthseg.training.export import add_expert, export_model
 
     checked_output_folder(args.output, create=False)  # made by the export, once the checkpoint is read
+    if args.fine and not args.expert:
+        raise SynthSegError("--fine needs --expert CONTRAST (the expert the fine grid belongs to)")
     if args.expert:
-        print(f"added expert: {add_expert(args.checkpoint, args.output, args.expert, fp16=not args.fp32)}")
+        card = add_expert(args.checkpoint, args.output, args.expert, fp16=not args.fp32, fine=args.fine)
+        print(f"added expert {args.expert}{' (fine grid)' if args.fine else ''}: {card}")
         return 0
     evaluation = json.loads(Path(args.evaluation).read_text(encoding="utf-8")) if args.evaluation else None
     card = export_model(args.checkpoint, args.output, fp16=not args.fp32, evaluation=evaluation, notes=args.notes)

@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--notes", default="", help="free text for the model card")
     p.add_argument("--expert", choices=CONTRASTS,
                    help="add the checkpoint to the model folder -o as its expert for this contrast")
+    p.add_argument("--fine", action="store_true",
+                   help="with --expert: add the checkpoint, trained on a working grid finer than the model's, as that "
+                        "expert's fine grid (in the test-time augmentation of fine scans)")
 
     p = sub.add_parser("calibrate", help="fit how a model folder routes MR scans among its contrast experts "
                        "(again after exporting a new general network) and store its templates' head pose")

@@ -21,9 +21,10 @@ def list_models() -> list[dict]:
     for card in sorted(shipped_models_dir().glob("*/model.json")):
         data = json.loads(card.read_text(encoding="utf-8"))
         training = data["training"]
+        experts = [e["contrast"] + (" (+ fine grid)" if "fine" in e else "") for e in data.get("experts", [])]
         cards.append({"name": card.parent.name, "path": str(card.parent),
                       "steps": training.get("total_steps", training["steps"]), "spacing_mm": data["spacing_mm"],
-                      "experts": [e["contrast"] for e in data.get("experts", [])], "sha256": data["sha256"],
+                      "experts": experts, "sha256": data["sha256"],
                       "routing_calibrated": "routing" in data})
     return cards
 

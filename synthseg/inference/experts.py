@@ -39,10 +39,20 @@ SHRINKAGE = 0.01
 
 
 @dataclass
+class FineGrid:
+    """A network of an expert's contrast trained on a working grid finer than the model's: with test-time
+    augmentation it segments fine scans on that grid too, averaged with the expert's own grids."""
+
+    network: torch.nn.Module
+    spacing_mm: float
+
+
+@dataclass
 class Expert:
     contrast: str  # t1 / t2 / flair / pd (MR, chosen by signature) or ct (chosen by modality)
     network: torch.nn.Module
     signature: list[float | None] | None  # per SIGNATURE_IDS (None: not measured); None for CT
+    fine: FineGrid | None = None
 
 
 def contrast_signature(image: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ import torch
 
 from synthseg.errors import SynthSegError
 from synthseg.inference.catalog import resolve_model_path
-from synthseg.inference.experts import ContrastClassifier, Expert
+from synthseg.inference.experts import ContrastClassifier, Expert, FineGrid
 from synthseg.networks import build_network
 
 
@@ -40,10 +40,21 @@ def load_model(model: str | Path | None, device: torch.device, experts: bool = T
             raise SynthSegError(f"card lists an expert without 'contrast' and 'folder': {entry!r}",
                                 folder / "model.json")
         expert = load_model(folder / entry["folder"], device, experts=False)
-        loaded.experts.append(Expert(entry["contrast"], expert.network, entry.get("signature")))
+        loaded.experts.append(Expert(entry["contrast"], expert.network, entry.get("signature"),
+                                     _fine_grid(entry.get("fine"), folder, device)))
     if experts and "routing" in card:
         loaded.classifier = _classifier(card["routing"], loaded.experts, folder / "model.json")
     return loaded
+
+
+def _fine_grid(entry: dict | None, folder: Path, device: torch.device) -> FineGrid | None:
+    """An expert's fine grid as its card entry lists it (``{"folder"}``, whose own card gives the spacing), or None."""
+    if entry is None:
+        return None
+    if not isinstance(entry, dict) or "folder" not in entry:
+        raise SynthSegError(f"card lists a fine grid without its 'folder': {entry!r}", folder / "model.json")
+    fine = load_model(folder / entry["folder"], device, experts=False)
+    return FineGrid(fine.network, float(fine.card["spacing_mm"]))
 
 
 def _classifier(entry: dict, experts: list[Expert], card_path: Path) -> ContrastClassifier:

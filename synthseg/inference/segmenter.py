@@ -37,7 +37,7 @@ from synthseg.io.geometry import (BoundingBox, argmax_to_grid, grid_for_spacing,
                                   probability_slabs, resample_to_grid, to_canonical, voxel_sizes)
 from synthseg.io.image import (MAX_VOXELS, Image, load_image, looks_like_label_map, save_image, validate_image,
                                write_atomic)
-from synthseg.inference.experts import choose_expert, contrast_signature, signature_as_list
+from synthseg.inference.experts import FineGrid, choose_expert, contrast_signature, signature_as_list
 from synthseg.inference.pose import (MAX_RESIDUAL_MM, POSE_READS, POSE_REREAD_DEGREES, POSE_TURN_DEGREES,
                                     head_rotation, rotation_degrees, structure_centroids, turned_grid)
 from synthseg.inference.memory import memory_mark, memory_needed, room_since
@@ -63,6 +63,15 @@ N4_MASK_MARGIN_MM = 6.0
 # (the network sees the head 11 % larger on a grid that samples the scan at other points; measured in
 # benchmarks/RESULTS.md against a second 2 mm grid shifted by half a voxel)
 TTA_SPACING_FACTORS = (1.0, 0.9)
+# With test-time augmentation, a scan whose voxels are no larger than this in any direction is also segmented on its
+# expert's fine working grid, when the expert has one (the T1 expert: a network trained on a 1.5 mm grid), averaged
+# with the other grids: T1 renders of the held-out templates at 1 mm +0.005 to +0.008 over six draws, bert +0.004, the
+# stroke T1's agreement with T2/FLAIR +0.001; with 6 mm slices -0.008 to +0.001 (benchmarks/RESULTS.md, "A finer T1
+# grid"), hence only fine scans (1 mm, and 1.2 mm like ADNI's sagittal T1)
+FINE_SCAN_MAX_SPACING_MM = 1.2
+# the fine grid's sliding windows overlap by at most this: its head crop holds 2.4 times the 2 mm grid's voxels, and
+# at the usual 0.5 it took twice the time for 0.0000 / +0.0006 / +0.0009 (bert / two held-out T1 renders at 1 mm)
+FINE_GRID_OVERLAP = 0.25
 # a scan whose finest working grid over its whole field of view would hold more voxels than this holds no single
 # head (40 M voxels at 1.8 mm: a 616 mm cube; a head and neck fit in 250 x 250 x 400 mm): refused before any work,
 # most often a header in other units (one in cm asked for 83 GB)
@@ -265,27 +274,27 @@ class Segmenter:
             if skipped:
                 warnings.append(f"bias correction skipped: {skipped}")
         timings["preprocess_s"], timings["inference_s"] = time.perf_counter() - t, 0.0
-        grids: list[tuple[np.ndarray, BoundingBox, np.ndarray]] = []  # (head-crop probabilities, crop, affine)
-        turn, pose = None, None  # the working grids' turn (rotation, head centre in world mm) once pose is read
-        for factor in TTA_SPACING_FACTORS if self.tta else TTA_SPACING_FACTORS[:1]:
-            t = time.perf_counter()
-            spacing = factor * float(self.card["spacing_mm"])
-            antialiased = self._antialiased(canonical, spacing)
-            work, box, work_affine = self._prepare(antialiased, modality, spacing)
-            timings["preprocess_s"] += time.perf_counter() - t
-            t = time.perf_counter()
-            if not grids:  # the first grid chooses the network and reads the pose, the finer one reuses both
-                self._check_head_size(work.shape, spacing, image)
-                self._check_memory(image, out_shape, work.shape, spacing, posteriors, mark)
-                probs, chosen, signature, network = self._infer(work, modality)
-                probs, pose, turn = self._settle_pose(probs, antialiased, modality, spacing, network, box, work_affine)
-                first_grid = probs
-            elif turn is not None:
-                probs = self._predict_turned(antialiased, modality, spacing, turn, network, box, work_affine)
-            else:
-                probs = self._predict(work, network, self._flips())
-            timings["inference_s"] += time.perf_counter() - t
-            grids.append((probs, box, work_affine))
+        t = time.perf_counter()
+        spacing = TTA_SPACING_FACTORS[0] * float(self.card["spacing_mm"])
+        antialiased = self._antialiased(canonical, spacing)
+        work, box, work_affine = self._prepare(antialiased, modality, spacing)
+        timings["preprocess_s"] += time.perf_counter() - t
+        t = time.perf_counter()
+        # the first grid chooses the network and reads the pose (the working grids' turn); the other grids reuse both
+        self._check_head_size(work.shape, spacing, image)
+        self._check_memory(image, out_shape, work.shape, spacing, posteriors, mark)
+        probs, chosen, signature, network = self._infer(work, modality)
+        first_grid, pose, turn = self._settle_pose(probs, antialiased, modality, spacing, network, box, work_affine)
+        timings["inference_s"] += time.perf_counter() - t
+        grids = [(first_grid, box, work_affine)]  # (head-crop probabilities, crop, affine)
+        factors = TTA_SPACING_FACTORS[1:] if self.tta else ()
+        others = [(factor * float(self.card["spacing_mm"]), network, self.overlap) for factor in factors]
+        fine = self._fine_grid(chosen, image)
+        if fine is not None:
+            others.append((fine.spacing_mm, fine.network, min(self.overlap, FINE_GRID_OVERLAP)))
+            chosen["fine_grid_mm"] = fine.spacing_mm
+        for other_spacing, other_network, overlap in others:
+            grids.append(self._other_grid(canonical, modality, other_spacing, other_network, overlap, turn, timings))
         t = time.perf_counter()
         # outside its head crop a grid counts as background (the rule of both functions outside a source)
         sources = [(probs, box.cropped_affine(affine)) for probs, box, affine in grids]
@@ -387,12 +396,28 @@ class Segmenter:
                 warnings.append(note)
         return data, modality, warnings
 
-    def _finest_spacing(self) -> float:
-        return min(TTA_SPACING_FACTORS if self.tta else TTA_SPACING_FACTORS[:1]) * float(self.card["spacing_mm"])
+    def _fine_enough(self, image: Image) -> bool:
+        """Whether a scan's voxels are small enough for its expert's fine grid (``FINE_SCAN_MAX_SPACING_MM``),
+        test-time augmentation being on."""
+        return self.tta and float(image.spacing.max()) <= FINE_SCAN_MAX_SPACING_MM
+
+    def _fine_grid(self, chosen: dict | None, image: Image) -> FineGrid | None:
+        """The fine working grid of the expert that segments the scan, when it has one and the scan is fine enough."""
+        if chosen is None or not self._fine_enough(image):
+            return None
+        return next((e.fine for e in self.loaded.experts if e.contrast == chosen["contrast"]), None)
+
+    def _finest_spacing(self, image: Image) -> float:
+        """The finest working grid the scan may be segmented on (before the first pass has chosen its network)."""
+        spacings = [factor * float(self.card["spacing_mm"])
+                    for factor in (TTA_SPACING_FACTORS if self.tta else TTA_SPACING_FACTORS[:1])]
+        if self._fine_enough(image):
+            spacings += [e.fine.spacing_mm for e in self.loaded.experts if e.fine is not None]
+        return min(spacings)
 
     def _check_field_of_view(self, image: Image) -> None:
         """Refuse a scan far larger than a head (``MAX_WORKING_VOXELS``), most often a header in other units."""
-        spacing = self._finest_spacing()
+        spacing = self._finest_spacing(image)
         shape, _ = grid_for_spacing(image.shape, image.affine, spacing)
         voxels = float(np.prod(shape, dtype=np.float64))
         if voxels > MAX_WORKING_VOXELS:
@@ -404,7 +429,7 @@ class Segmenter:
     def _check_head_size(self, crop_shape: Sequence[int], spacing: float, image: Image) -> None:
         """Refuse a head crop (``crop_shape`` voxels of ``spacing`` mm) too large to segment (``MAX_HEAD_VOXELS``
         on the finest working grid), e.g. a body scan."""
-        voxels = float(np.prod(crop_shape, dtype=np.float64)) * (spacing / self._finest_spacing()) ** 3
+        voxels = float(np.prod(crop_shape, dtype=np.float64)) * (spacing / self._finest_spacing(image)) ** 3
         if voxels > MAX_HEAD_VOXELS:
             size = " x ".join(f"{n * spacing:.0f}" for n in crop_shape)
             raise SynthSegError(f"what looks like the head spans {size} mm ({voxels / 1e6:.0f} M voxels on the working "
@@ -421,7 +446,7 @@ class Segmenter:
             return
         scan = max(float(image.data.size), float(np.prod(out_shape, dtype=np.float64)))
         crop = float(np.prod(crop_shape, dtype=np.float64))  # on this, the model's own grid
-        need = memory_needed(scan, crop * (spacing / self._finest_spacing()) ** 3, self.tta, posteriors)
+        need = memory_needed(scan, crop * (spacing / self._finest_spacing(image)) ** 3, self.tta, posteriors)
         if need <= free:
             return
         one_pass = memory_needed(scan, crop, False, posteriors)
@@ -531,12 +556,31 @@ class Segmenter:
                 "reads": [round(r, 1) for r in reads]}
         return probs, pose, turn
 
+    def _other_grid(self, canonical: Image, modality: str, spacing: float, network: torch.nn.Module, overlap: float,
+                    turn: tuple[np.ndarray, np.ndarray] | None, timings: dict[str, float]
+                    ) -> tuple[np.ndarray, BoundingBox, np.ndarray]:
+        """A test-time working grid after the first: ``network``'s probabilities on the head crop of a ``spacing`` mm
+        grid (windows overlapping by ``overlap``; turned with the head when the first grid's pose says so), the crop
+        and the grid's affine."""
+        t = time.perf_counter()
+        antialiased = self._antialiased(canonical, spacing)
+        work, box, affine = self._prepare(antialiased, modality, spacing)
+        timings["preprocess_s"] += time.perf_counter() - t
+        t = time.perf_counter()
+        if turn is not None:
+            probs = self._predict_turned(antialiased, modality, spacing, turn, network, box, affine, overlap)
+        else:
+            probs = self._predict(work, network, self._flips(), overlap)
+        timings["inference_s"] += time.perf_counter() - t
+        return probs, box, affine
+
     def _predict_turned(self, antialiased: Image, modality: str, spacing: float, turn: tuple[np.ndarray, np.ndarray],
-                        network: torch.nn.Module, box: BoundingBox, affine: np.ndarray) -> np.ndarray:
+                        network: torch.nn.Module, box: BoundingBox, affine: np.ndarray, overlap: float | None = None
+                        ) -> np.ndarray:
         """Probabilities from a working grid turned with the head, brought back (linearly) onto the
         straight grid's head crop (``box`` of the grid ``affine``), where everything downstream reads them."""
         turned, turned_box, turned_affine = self._prepare(antialiased, modality, spacing, turn)
-        probs = self._predict(turned, network, self._flips())
+        probs = self._predict(turned, network, self._flips(), overlap)
         probs[0] -= 1.0  # background minus one: outside the turned crop it fills with 0, i.e. background 1
         crop = tuple(b - a for a, b in zip(box.start, box.stop))
         back = resample_to_grid(probs, turned_box.cropped_affine(turned_affine), crop, box.cropped_affine(affine),
@@ -575,13 +619,16 @@ class Segmenter:
         return (False, True) if self.tta else (False,)
 
     @torch.no_grad()
-    def _predict(self, work: np.ndarray, network: torch.nn.Module, flips: tuple[bool, ...]) -> np.ndarray:
+    def _predict(self, work: np.ndarray, network: torch.nn.Module, flips: tuple[bool, ...],
+                 overlap: float | None = None) -> np.ndarray:
         """Softmax probabilities ``(17, X, Y, Z)`` on the working grid (float32, CPU), averaged over one
-        sliding-window pass per entry of ``flips`` (``True``: on the left/right mirrored input)."""
+        sliding-window pass per entry of ``flips`` (``True``: on the left/right mirrored input), the windows
+        overlapping by ``overlap`` (default: the segmenter's)."""
         from monai.inferers import sliding_window_inference
 
         tensor = torch.from_numpy(np.ascontiguousarray(work))[None, None]
         roi = tuple(int(n) for n in self.card["patch_size"])
+        window_overlap = self.overlap if overlap is None else overlap
 
         def run(device: torch.device) -> torch.Tensor:
             net = network.to(device)
@@ -597,7 +644,7 @@ class Segmenter:
             total = 0
             for flip in flips:
                 x = tensor.flip(2) if flip else tensor
-                out = sliding_window_inference(x, roi, 1, predictor, overlap=self.overlap, mode="gaussian",
+                out = sliding_window_inference(x, roi, 1, predictor, overlap=window_overlap, mode="gaussian",
                                                sw_device=device, device=torch.device("cpu"))
                 total = total + (out.flip(2) if flip else out)
             return total / len(flips)

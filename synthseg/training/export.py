@@ -132,11 +132,16 @@ def _plain(value):
 ARCHITECTURE = ("architecture", "channels", "strides", "num_res_units", "norm")
 
 
-def add_expert(checkpoint: str | Path, model_dir: str | Path, contrast: str, *, fp16: bool = True) -> Path:
+def add_expert(checkpoint: str | Path, model_dir: str | Path, contrast: str, *, fp16: bool = True,
+               fine: bool = False) -> Path:
     """Export a fine-tune of ``model_dir``'s network on one contrast as its expert for that contrast
     (``model_dir/experts/<contrast>``), with the contrast signature that lets scans reach it, and list it
-    in ``model_dir``'s card (replacing an earlier expert for the same contrast). A routing classifier
-    that does not know the contrast is dropped (``synthseg calibrate`` fits a new one)."""
+    in ``model_dir``'s card (replacing an earlier expert for the same contrast, whose fine grid it keeps). A routing
+    classifier that does not know the contrast is dropped (``synthseg calibrate`` fits a new one).
+
+    ``fine=True`` exports a network of that contrast trained on a working grid finer than the model's as the
+    contrast expert's fine grid instead (``experts/<contrast>-fine``), used with test-time augmentation on scans
+    fine enough for it; the contrast's expert must be listed already."""
     model_dir = Path(model_dir)
     check_choice("expert contrast", contrast, CONTRASTS)
     card_path = model_dir / CARD
@@ -144,14 +149,31 @@ def add_expert(checkpoint: str | Path, model_dir: str | Path, contrast: str, *, 
         card = json.loads(card_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise SynthSegError(f"not a model folder ({error})", model_dir) from None
-    folder = Path("experts") / contrast
-    expert_card = json.loads(export_model(checkpoint, model_dir / folder, fp16=fp16,
-                                          name=f"{card['name']}-{contrast}").read_text(encoding="utf-8"))
-    if _architecture(expert_card) != _architecture(card):
-        shutil.rmtree(model_dir / folder)
+    listed = {e["contrast"]: e for e in card.get("experts", [])}
+    if fine and contrast not in listed:
+        raise SynthSegError(f"lists no {contrast} expert to give a fine grid; add the expert first", model_dir)
+    folder = Path("experts") / (f"{contrast}-fine" if fine else contrast)
+    staging = model_dir / "experts" / f".{folder.name}.incoming"  # the listed expert stays until this one fits
+    shutil.rmtree(staging, ignore_errors=True)
+    expert_card = json.loads(export_model(checkpoint, staging, fp16=fp16,
+                                          name=f"{card['name']}-{folder.name}").read_text(encoding="utf-8"))
+    (network, spacing, patch), (own_network, own_spacing, own_patch) = _architecture(expert_card), _architecture(card)
+    if fine and ((network, patch) != (own_network, own_patch) or not spacing < own_spacing):
+        shutil.rmtree(staging)
+        raise SynthSegError(f"a fine grid needs the model's network and patch on a working grid finer than its "
+                            f"{own_spacing} mm (this checkpoint: {spacing} mm)", checkpoint)
+    if not fine and (network, spacing, patch) != (own_network, own_spacing, own_patch):
+        shutil.rmtree(staging)
         raise SynthSegError("the expert's network, working spacing or patch differs from the model's", checkpoint)
+    shutil.rmtree(model_dir / folder, ignore_errors=True)
+    staging.rename(model_dir / folder)
+    if fine:
+        listed[contrast]["fine"] = {"folder": folder.as_posix()}
+        return write_card(card_path, card)
     signature = None if contrast == "ct" else expert_signature(expert_card["training"]["config"], contrast)
     entry = {"contrast": contrast, "folder": folder.as_posix(), "signature": signature}
+    if "fine" in listed.get(contrast, {}):
+        entry["fine"] = listed[contrast]["fine"]
     card["experts"] = [e for e in card.get("experts", []) if e["contrast"] != contrast] + [entry]
     if signature is not None and contrast not in card.get("routing", {}).get("contrasts", [contrast]):
         del card["routing"]

@@ -48,6 +48,8 @@ def test_export_adds_a_contrast_expert_that_segment_uses_unless_told_not_to(tmp_
                                                                           phantom_t1, capsys):
     model = tmp_path / "model"
     shutil.copytree(tiny_model, model)
+    assert main(["export", str(tiny_checkpoint), "-o", str(model), "--fine"]) == 1  # whose fine grid?
+    assert "--fine needs --expert" in capsys.readouterr().err
     assert main(["export", str(tiny_checkpoint), "-o", str(model), "--expert", "t1"]) == 0
     assert "added expert" in capsys.readouterr().out
     assert main(["calibrate", str(model), "--device", "cpu"]) == 1  # one MR expert: nothing to choose between

@@ -8,6 +8,7 @@ from synthseg.errors import SynthSegError
 from synthseg.inference.experts import (SIGNATURE_IDS, ContrastClassifier, Expert, choose_expert, contrast_signature,
                                         standardised)
 from synthseg.inference.segmenter import Segmenter
+import synthseg.inference.segmenter as segmenter_module
 from synthseg.training.export import add_expert, export_model
 from synthseg.training.routing import calibrate_routing
 
@@ -183,3 +184,55 @@ def test_calibrated_routing_is_stored_used_and_dropped_when_it_no_longer_fits(ti
     export_model(tiny_checkpoint, model, fp16=False)  # a new general network: dropped, experts kept
     card = json.loads((model / "model.json").read_text())
     assert "routing" not in card and len(card["experts"]) == 3
+
+
+def _checkpoint_at_spacing(checkpoint, spacing: float, path):
+    """The same weights under a config that says they were trained on a ``spacing`` mm working grid."""
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state["config"]["generator"]["spacing"] = spacing
+    torch.save(state, path)
+    return path
+
+
+def test_a_fine_grid_joins_the_tta_of_fine_scans_routed_to_its_expert(tiny_model, tiny_checkpoint, phantom_t1,
+                                                                      tmp_path, monkeypatch):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    fine = _checkpoint_at_spacing(tiny_checkpoint, 3.0, tmp_path / "fine.pt")  # the model's grid: 4 mm
+    with pytest.raises(SynthSegError, match="lists no t1 expert"):
+        add_expert(fine, model, "t1", fine=True)
+    add_expert(tiny_checkpoint, model, "t1", fp16=False)
+    expert_weights = (model / "experts" / "t1" / "model.pt").read_bytes()
+    with pytest.raises(SynthSegError, match="finer than its 4.0 mm"):
+        add_expert(tiny_checkpoint, model, "t1", fine=True)
+    with pytest.raises(SynthSegError, match="working spacing"):  # the expert itself on another grid: refused ...
+        add_expert(fine, model, "t1")
+    assert (model / "experts" / "t1" / "model.pt").read_bytes() == expert_weights  # ... and the listed one kept
+    assert not (model / "experts" / "t1-fine").exists() and len(list((model / "experts").iterdir())) == 1
+    add_expert(fine, model, "t1", fine=True, fp16=False)
+    add_expert(tiny_checkpoint, model, "t1", fp16=False)  # the expert replaced: its fine grid stays
+    (entry,) = json.loads((model / "model.json").read_text())["experts"]
+    assert entry["folder"] == "experts/t1" and entry["fine"] == {"folder": "experts/t1-fine"}
+
+    grids = []
+    original = Segmenter._other_grid
+
+    def recording(self, canonical, modality, spacing, network, overlap, turn, timings):
+        grids.append((spacing, overlap))
+        return original(self, canonical, modality, spacing, network, overlap, turn, timings)
+
+    monkeypatch.setattr(Segmenter, "_other_grid", recording)
+    segmenter = Segmenter(model, device="cpu")
+    assert segmenter.loaded.experts[0].fine.spacing_mm == 3.0
+    result = segmenter.segment(phantom_t1[0])  # voxels of 4 mm: coarser than FINE_SCAN_MAX_SPACING_MM
+    assert grids == [(3.6, 0.5)] and "fine_grid_mm" not in result.expert
+    monkeypatch.setattr(segmenter_module, "FINE_SCAN_MAX_SPACING_MM", 4.0)
+    grids.clear()
+    result = segmenter.segment(phantom_t1[0])
+    assert grids == [(3.6, 0.5), (3.0, 0.25)]  # the fine grid's windows overlap by FINE_GRID_OVERLAP
+    assert result.expert == {**result.expert, "contrast": "t1", "fine_grid_mm": 3.0}
+    grids.clear()
+    one_pass = Segmenter(model, device="cpu", tta=False).segment(phantom_t1[0])
+    assert grids == [] and "fine_grid_mm" not in one_pass.expert
