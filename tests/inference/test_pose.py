@@ -116,7 +116,7 @@ def _segment_with_oracle(model, labels, affine, monkeypatch, degrees, reference,
         grids.append(box.cropped_affine(grid_affine))
         return work, box, grid_affine
 
-    def oracle(self, work, network, flips):  # a perfect network: the truth on the grid it is given
+    def oracle(self, work, network, flips, overlap=None):  # a perfect network: the truth on the grid it is given
         source = first if len(grids) == 1 else tilted
         truth = resample_to_grid(source.astype(np.float32), affine, work.shape, grids[-1], order=0).astype(int)
         return np.moveaxis(np.eye(17, dtype=np.float32)[truth], -1, 0)
