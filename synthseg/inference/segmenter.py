@@ -12,7 +12,8 @@ probabilities (:func:`soft_volumes`).
 Test-time augmentation (on by default) runs each working grid also mirrored left/right, and runs a
 second working grid 10 % finer than the model's: averaged on the input grid, the two grids sample the
 scan at different points and show the network the head at two sizes, which recovers detail the coarse
-grid loses (thin cortex, CSF).
+grid loses (thin cortex, CSF). A fine scan routed to an expert with a fine grid (a network of its contrast
+trained on a finer working grid) is segmented on that grid too (``FINE_SCAN_MAX_SPACING_MM``).
 """
 
 from __future__ import annotations
@@ -376,8 +377,8 @@ class Segmenter:
     @staticmethod
     def _values(image: Image, requested: str) -> tuple[np.ndarray, str, list[str]]:
         """The scan's values as the network reads them (float32; NaN/Inf and an MR scan's out-of-view fill as
-        background, a few corrupt voxels clipped to the others' range, CT in Hounsfield units), its modality (``requested``, or detected for ``auto``) and the
-        warnings so far."""
+        background, a few corrupt voxels clipped to the others' range, CT in Hounsfield units), its modality
+        (``requested``, or detected for ``auto``) and the warnings so far."""
         warnings = list(image.meta.get("warnings", []))
         data, note = finite_values(image.data)
         if note:
