@@ -154,10 +154,15 @@ def contrast_consistency(segmenter, tmp: Path) -> dict:
 
 
 def bert(segmenter, tmp: Path) -> dict:
-    from synthseg.evaluation.evaluate import evaluate_files
-
     result = segmenter.segment(SHARED / "dev" / "freesurfer_bert" / "norm.mgz")
     print(f"  bert: {describe_route(result)}", flush=True)
+    return bert_scores(result, tmp)
+
+
+def bert_scores(result, tmp: Path) -> dict:
+    """Dice per structure of a segmentation of bert's norm.mgz against its aseg (saved under ``tmp`` to be read)."""
+    from synthseg.evaluation.evaluate import evaluate_files
+
     pred = result.save(tmp / "bert")["labels"]
     rows = evaluate_files([pred], [SHARED / "dev" / "freesurfer_bert" / "aseg.mgz"], "aseg", hd95=False)[0].rows
     return {r["structure"]: r["dice"] for r in rows}

@@ -19,17 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from _common import SHARED, Timer, header
-from accuracy import BRAIN, heldout_renders, mean, no_dura, structure_dice
+from accuracy import BRAIN, bert_scores, heldout_renders, mean, no_dura, structure_dice
 
 BERT = SHARED / "dev" / "freesurfer_bert"
 
 
 def bert_mean_12(result, folder: Path) -> float:
-    from synthseg.evaluation.evaluate import evaluate_files
-
-    labels = result.save(folder, "bert")["labels"]
-    rows = evaluate_files([labels], [BERT / "aseg.mgz"], "aseg", hd95=False)[0].rows
-    return mean(r["dice"] for r in rows if r["structure"] in BRAIN)
+    scores = bert_scores(result, folder)
+    return mean(scores[s] for s in BRAIN)
 
 
 def main() -> None:

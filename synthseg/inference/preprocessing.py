@@ -130,14 +130,15 @@ def clip_outliers(data: np.ndarray) -> tuple[np.ndarray, str | None]:
     neighbours, and one such value can become the fill of every working-grid voxel beyond the scan."""
     low, high = np.percentile(_sample(data), (0.5, 99.5))
     span = float(high - low)
-    if span <= 0:
+    below, above = low - OUTLIER_RANGES * span, high + OUTLIER_RANGES * span
+    if span <= 0 or below <= data.min() and data.max() <= above:  # the usual scan: no voxel-wise mask
         return data, None
-    outside = (data < low - OUTLIER_RANGES * span) | (data > high + OUTLIER_RANGES * span)
+    outside = (data < below) | (data > above)
     count = int(outside.sum())
-    if not count or count > MAX_OUTLIER_SHARE * data.size:
+    if count > MAX_OUTLIER_SHARE * data.size:
         return data, None
-    rest = data[~outside]
-    extremes = ", ".join(f"{float(v):g}" for v in sorted({float(data[outside].min()), float(data[outside].max())}))
+    rest, corrupt = data[~outside], data[outside]
+    extremes = ", ".join(f"{v:g}" for v in sorted({float(corrupt.min()), float(corrupt.max())}))
     note = f"{count} voxel(s) far outside the rest of the scan's values ({extremes}) clipped to its range"
     return np.clip(data, rest.min(), rest.max()).astype(data.dtype, copy=False), note
 

@@ -158,13 +158,12 @@ def add_expert(checkpoint: str | Path, model_dir: str | Path, contrast: str, *, 
     expert_card = json.loads(export_model(checkpoint, staging, fp16=fp16,
                                           name=f"{card['name']}-{folder.name}").read_text(encoding="utf-8"))
     (network, spacing, patch), (own_network, own_spacing, own_patch) = _architecture(expert_card), _architecture(card)
-    if fine and ((network, patch) != (own_network, own_patch) or not spacing < own_spacing):
+    grid_fits = spacing < own_spacing if fine else spacing == own_spacing
+    if (network, patch) != (own_network, own_patch) or not grid_fits:
         shutil.rmtree(staging)
         raise SynthSegError(f"a fine grid needs the model's network and patch on a working grid finer than its "
-                            f"{own_spacing} mm (this checkpoint: {spacing} mm)", checkpoint)
-    if not fine and (network, spacing, patch) != (own_network, own_spacing, own_patch):
-        shutil.rmtree(staging)
-        raise SynthSegError("the expert's network, working spacing or patch differs from the model's", checkpoint)
+                            f"{own_spacing} mm (this checkpoint: {spacing} mm)" if fine else
+                            "the expert's network, working spacing or patch differs from the model's", checkpoint)
     shutil.rmtree(model_dir / folder, ignore_errors=True)
     staging.rename(model_dir / folder)
     if fine:
