@@ -138,19 +138,33 @@ def real_t1(segmenter, tmp: Path) -> tuple[dict, dict]:
     return per_case, {s: round(pred / ref, 3) for s, (pred, ref) in volumes.items() if ref > 0}
 
 
-def contrast_consistency(segmenter, tmp: Path) -> dict:
-    from synthseg.evaluation.evaluate import consistency
+STROKE = SHARED / "dev" / "multicontrast_stroke"
+STROKE_CONTRASTS = ("T1", "T2", "FLAIR")
 
+
+def contrast_consistency(segmenter, tmp: Path) -> dict:
     paths = []
-    for contrast in ("T1", "T2", "FLAIR"):
-        result = segmenter.segment(SHARED / "dev" / "multicontrast_stroke" / f"stroke_{contrast}.nii.gz")
+    for contrast in STROKE_CONTRASTS:
+        result = segmenter.segment(STROKE / f"stroke_{contrast}.nii.gz")
         print(f"  stroke {contrast}: {describe_route(result)}", flush=True)
         paths.append(result.save(tmp / "stroke")["labels"])
+    return pair_dice(paths)
+
+
+def pair_dice(paths: list[Path]) -> dict:
+    """Dice per structure between each pair of the stroke labels (saved as ``stroke_<contrast>...``)."""
+    from synthseg.evaluation.evaluate import consistency
+
     rows = consistency(paths)
     out: dict[str, dict] = {}
     for r in rows:
         out.setdefault(f"{r['a'].split('_')[1]}-{r['b'].split('_')[1]}", {})[r["structure"]] = r["dice"]
     return out
+
+
+def brain_means(pairs: dict) -> dict[str, float]:
+    """Each pair's mean Dice over the brain structures: measurement 3 is their mean."""
+    return {p: mean(v[s] for s in BRAIN if s in v) for p, v in pairs.items()}
 
 
 def bert(segmenter, tmp: Path) -> dict:
@@ -220,7 +234,7 @@ def real_measurements(segmenter, tmp: Path, report: dict) -> None:
     print(f"   mean over the 12 brain structures {report['real_t1_ixi']['mean_12']:.3f}")
     print("3. contrast consistency (stroke T1/T2/FLAIR)")
     pairs = contrast_consistency(segmenter, tmp)
-    brain_pairs = {p: mean(v[s] for s in BRAIN if s in v) for p, v in pairs.items()}
+    brain_pairs = brain_means(pairs)
     report["contrast_consistency"] = {"pairs_mean_brain": brain_pairs, "mean": mean(brain_pairs.values()),
                                       "per_pair": pairs}
     print("   " + ", ".join(f"{k} {v:.3f}" for k, v in brain_pairs.items()))
