@@ -64,19 +64,22 @@ def main() -> None:
     fine_grid = expert.fine
 
     def both(scan, score):
-        """(without, with) scores and seconds of one scan, and where the scan went when the fine grid was not used
-        (None: it was)."""
-        scores, seconds, missed = [], [], None
-        for grid in (None, fine_grid):
-            expert.fine = grid
-            with Timer() as timer:
-                result = segmenter.segment(scan)
-            scores.append(score(result))
-            seconds.append(timer.seconds)
-        route = result.expert or {"contrast": "the general network"}
-        if route["contrast"] != args.contrast or "fine_grid_mm" not in route:
-            missed = route["contrast"]
-        return scores, seconds, missed
+        """(without, with) scores and seconds of one scan, and where it went instead when the fine grid was not used
+        (None: it was; a scan routed to another network is not segmented a second time)."""
+        scores, seconds = [], []
+        try:
+            for grid in (None, fine_grid):
+                expert.fine = grid
+                with Timer() as timer:
+                    result = segmenter.segment(scan)
+                route = result.expert or {"contrast": "the general network"}
+                if route["contrast"] != args.contrast or (grid is not None and "fine_grid_mm" not in route):
+                    return scores, seconds, route["contrast"]
+                scores.append(score(result))
+                seconds.append(timer.seconds)
+            return scores, seconds, None
+        finally:
+            expert.fine = fine_grid
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,6 +97,7 @@ def main() -> None:
                 return mean(brain_means(pair_dice([others.get(c, labels) for c in STROKE_CONTRASTS])).values())
 
             rows.append((f"stroke agreement ({tested} changed)", *both(stroke[tested], agreement)))
+    render_cases = set()
     for draw in args.draws.split(","):
         for case, image, target, _ in heldout_renders(Path(args.templates), ["training_seg_15", "training_seg_16"],
                                                       contrasts=(args.contrast,), draw=draw):
@@ -101,6 +105,7 @@ def main() -> None:
                 continue
             rows.append((case, *both(image, lambda r: no_dura(structure_dice(np.asarray(r.labels.dataobj),
                                                                               target)))))
+            render_cases.add(case)
     skipped = [f"{case} (routed to {missed})" for case, _, _, missed in rows if missed]
     rows = [row for row in rows if not row[3]]
     print(f"{'case':<36} {'without':>8} {'with':>8} {'change':>8} {'s without':>10} {'s with':>8}")
@@ -108,7 +113,7 @@ def main() -> None:
         print(f"{case:<36} {before:8.4f} {after:8.4f} {after - before:+8.4f} {s_before:10.1f} {s_after:8.1f}")
     if skipped:
         print("not routed to the expert, left out: " + "; ".join(skipped))
-    renders = [r for r in rows if "/" in r[0]]
+    renders = [r for r in rows if r[0] in render_cases]
     if renders:
         before, after = (mean(r[1][i] for r in renders) for i in (0, 1))
         print(f"held-out {args.contrast} renders at 1 mm ({len(renders)}): {before:.4f} -> {after:.4f} "
