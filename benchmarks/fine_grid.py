@@ -34,7 +34,7 @@ def bert_mean_12(result, folder: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--contrast", default="t1", choices=("t1", "t2", "flair", "pd"),
+    parser.add_argument("--contrast", default="t1", choices=("t1", "t2", "flair", "pd", "ct"),
                         help="the expert whose fine grid is judged (default: t1)")
     parser.add_argument("--model", default=None, help="model folder or name (default: the shipped model)")
     parser.add_argument("--fine", default=None, help="model folder of another fine network to try")
