@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import SHARED, Timer, header
+from synthseg.synthesis.tissues import CONTRASTS
 from accuracy import (BRAIN, STROKE, STROKE_CONTRASTS, bert_scores, brain_means, heldout_renders, mean, no_dura,
                       pair_dice, structure_dice)
 
@@ -34,7 +35,7 @@ def bert_mean_12(result, folder: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--contrast", default="t1", choices=("t1", "t2", "flair", "pd", "ct"),
+    parser.add_argument("--contrast", default="t1", choices=CONTRASTS,
                         help="the expert whose fine grid is judged (default: t1)")
     parser.add_argument("--model", default=None, help="model folder or name (default: the shipped model)")
     parser.add_argument("--fine", default=None, help="model folder of another fine network to try")
