@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import SHARED, Timer, header
+from synthseg.device import AMP_MODES
 from synthseg.synthesis.tissues import CONTRASTS
 from accuracy import (BRAIN, STROKE, STROKE_CONTRASTS, bert_scores, brain_means, heldout_renders, mean, no_dura,
                       pair_dice, structure_dice)
@@ -41,7 +42,7 @@ def main() -> None:
     parser.add_argument("--fine", default=None, help="model folder of another fine network to try")
     parser.add_argument("--templates", default="work/templates/aseg-charm")
     parser.add_argument("--draws", default="usual,v1,v2")
-    parser.add_argument("--amp", default="off", choices=("auto", "off", "bf16", "fp16"))
+    parser.add_argument("--amp", default="off", choices=AMP_MODES)
     args = parser.parse_args()
     header(f"the {args.contrast} expert's fine grid in the test-time augmentation")
 

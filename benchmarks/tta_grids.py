@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import SHARED, Timer, header
+from synthseg.device import AMP_MODES
 
 
 def main() -> None:
@@ -30,7 +31,7 @@ def main() -> None:
     parser.add_argument("--factors", type=float, nargs="+", default=[1.0, 0.9])
     parser.add_argument("--groups", nargs="+", default=["1.0", "1.0+0.9"],
                         help="averages to score, factors joined by '+'")
-    parser.add_argument("--amp", default="off", choices=("auto", "off", "bf16", "fp16"))
+    parser.add_argument("--amp", default="off", choices=AMP_MODES)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     groups = {g: [float(f) for f in g.split("+")] for g in args.groups}
