@@ -67,7 +67,7 @@ TTA_SPACING_FACTORS = (1.0, 0.9)
 # With test-time augmentation, a scan whose voxels are no larger than this in any direction is also segmented on its
 # expert's fine working grid, when the expert has one (the T1, T2, FLAIR and CT experts: networks of their contrast
 # trained on a 1.5 mm grid), averaged with the other grids: held-out renders at 1 mm over six draws T1 +0.006, T2 +0.005,
-# FLAIR +0.006, CT +0.006, bert +0.004, the stroke agreement 0.8152 -> 0.8262 with T1, T2 and FLAIR; T1 with 6 mm slices
+# FLAIR +0.007, CT +0.006, bert +0.004, the stroke agreement 0.8152 -> 0.8270 with T1, T2 and FLAIR; T1 with 6 mm slices
 # -0.008 to +0.001, IXI's 2 mm T1 0.7569 -> 0.7491 (benchmarks/RESULTS.md, "A finer T1 grid", "Fine grids for T2 and
 # FLAIR", "A fine grid for CT", "The T2 and FLAIR fine grids continued together"), hence only fine scans (1 mm, and
 # 1.2 mm like ADNI's sagittal T1)
