@@ -36,8 +36,8 @@ from synthseg.errors import SynthSegError, check_choice
 from synthseg.inference.cleanup import remove_islands
 from synthseg.io.geometry import (BoundingBox, argmax_to_grid, grid_for_spacing, pad_to_shape,
                                   probability_slabs, resample_to_grid, to_canonical, voxel_sizes)
-from synthseg.io.image import (MAX_VOXELS, Image, load_image, looks_like_label_map, save_image, validate_image,
-                               write_atomic)
+from synthseg.io.image import (MAX_VOXELS, Image, load_image, looks_like_label_map, save_image, strip_image_suffix,
+                               validate_image, write_atomic)
 from synthseg.inference.experts import FineGrid, choose_expert, contrast_signature, signature_as_list
 from synthseg.inference.pose import (MAX_RESIDUAL_MM, POSE_READS, POSE_REREAD_DEGREES, POSE_TURN_DEGREES,
                                     head_rotation, rotation_degrees, structure_centroids, turned_grid)
@@ -151,11 +151,7 @@ class SegmentationResult:
 def output_stem(path: Path | None) -> str:
     if path is None:
         return "segmentation"
-    name = Path(path).name
-    for suffix in (".nii.gz", ".nii", ".mgz", ".mgh"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    return strip_image_suffix(Path(path).name)
 
 
 def names_label_file(destination: str | Path) -> bool:

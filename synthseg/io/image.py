@@ -1,7 +1,8 @@
 """One in-memory image type, the readers that fill it, validation, and atomic writing.
 
-Formats: NIfTI (``.nii``, ``.nii.gz``), FreeSurfer ``.mgz``/``.mgh`` (nibabel) and a DICOM series
-given as a folder (SimpleITK). Every problem is a :class:`SynthSegError` naming the file.
+Formats: NIfTI (``.nii``, ``.nii.gz``, and ``.hdr``/``.img`` pairs such as SPM writes), FreeSurfer
+``.mgz``/``.mgh`` (nibabel) and a DICOM series given as a folder (SimpleITK). Every problem is a
+:class:`SynthSegError` naming the file.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ import numpy as np
 
 from synthseg.errors import SynthSegError
 
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mgz", ".mgh")
+# The files a folder's images are found by: a NIfTI pair is listed once, by its header
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mgz", ".mgh", ".hdr")
+# What an input file may be called: the pair's data file too
+INPUT_SUFFIXES = IMAGE_SUFFIXES + (".img",)
 # voxel sizes outside this range (mm) mean a header in other units (m, cm, µm), not a scan
 VOXEL_SIZE_RANGE_MM = (0.01, 20.0)
 MIN_SLICES = 3  # fewer along an axis is a slice or a strip, not a volume the 3D network can read
@@ -78,6 +82,12 @@ def is_image_path(path: Path) -> bool:
     return path.is_file() and name.endswith(IMAGE_SUFFIXES)
 
 
+def strip_image_suffix(name: str) -> str:
+    """``name`` without its image suffix (``sub01.nii.gz`` → ``sub01``; other names unchanged)."""
+    suffix = next((s for s in INPUT_SUFFIXES if name.lower().endswith(s)), "")
+    return name[: len(name) - len(suffix)]
+
+
 def is_dicom_folder(path: Path) -> bool:
     return path.is_dir() and any(p.suffix.lower() == ".dcm" or _has_dicom_magic(p) for p in path.iterdir()
                                  if p.is_file())
@@ -111,9 +121,13 @@ def load_image(path: str | Path, *, validate: bool = True, labels: bool = False,
             raise SynthSegError("file is not readable (permission denied)", path)
         if path.stat().st_size == 0:
             raise SynthSegError("file is empty (0 bytes)", path)
-        if not path.name.lower().endswith(IMAGE_SUFFIXES):
-            raise SynthSegError(f"unsupported format; expected one of {', '.join(IMAGE_SUFFIXES)} "
+        if not path.name.lower().endswith(INPUT_SUFFIXES):
+            raise SynthSegError(f"unsupported format; expected one of {', '.join(INPUT_SUFFIXES)} "
                                 "or a DICOM folder", path)
+        if path.suffix.lower() in (".hdr", ".img"):
+            partner = path.with_suffix(".img" if path.suffix.lower() == ".hdr" else ".hdr")
+            if not any(p.exists() for p in (partner, partner.with_suffix(partner.suffix.upper()))):
+                raise SynthSegError(f"the {partner.suffix} file of this header/data pair is missing", path)
         image = _load_nibabel(path, max_voxels)
     if validate:
         validate_image(image, labels=labels)
@@ -142,6 +156,9 @@ def _load_nibabel(path: Path, max_voxels: int | None = None) -> Image:
         shape = tuple(int(n) for n in img.shape)
     except Exception as error:  # nibabel raises many types for garbage files
         raise SynthSegError(f"not a readable image ({_short(error)})", path) from None
+    if isinstance(img, nib.AnalyzeImage) and not isinstance(img, (nib.Nifti1Pair, nib.Nifti2Pair)):
+        raise SynthSegError("Analyze 7.5 image: its header stores no orientation, so left and right cannot be told "
+                            "apart; convert it to NIfTI with its orientation checked", path)
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
     if len(shape) != 3:

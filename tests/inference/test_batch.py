@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from synthseg.cli.main import main
-from synthseg.inference.batch import collect_inputs, listed_paths
+from synthseg.inference.batch import collect_inputs, listed_paths, output_targets
 from tests.conftest import free_port, write_nifti
 
 
@@ -104,6 +104,13 @@ def test_list_files_folders_and_recursion(tmp_path, phantom_t1):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "holds no images" in collect_inputs([empty])[1][0]
+
+
+def test_a_folder_lists_a_nifti_pair_once_by_its_header(tmp_path):
+    nib.save(nib.Nifti1Pair(np.zeros((4, 4, 4), np.float32), np.eye(4)), str(tmp_path / "spm.hdr"))
+    found, errors = collect_inputs([tmp_path])
+    assert found == [tmp_path / "spm.hdr"] and not errors
+    assert output_targets(tmp_path / "spm.img", None)["labels"] == tmp_path / "spm_dseg.nii.gz"
 
 
 def test_a_text_list_names_one_path_per_line():

@@ -43,6 +43,30 @@ def test_mgz_and_single_frame_4d(tmp_path):
     assert load_image(tmp_path / "b.nii").shape == data.shape
 
 
+def test_a_nifti_pair_loads_from_either_file_and_saves_as_nifti(tmp_path):
+    affine = np.array([[-1.2, 0, 0, 7], [0, 1.2, 0, -3], [0, 0, 3, 5], [0, 0, 0, 1]])
+    pair = nib.Nifti1Pair(_volume(), affine)
+    pair.set_qform(affine, code=1)
+    pair.set_sform(affine, code=3)
+    nib.save(pair, str(tmp_path / "spm.hdr"))
+    by_header, by_data = load_image(tmp_path / "spm.hdr"), load_image(tmp_path / "spm.img")
+    assert np.array_equal(by_header.data, by_data.data) and np.allclose(by_header.affine, affine)
+    back = nib.load(str(save_image(by_header.with_data((by_header.data > 0.5).astype(np.uint8)),
+                                   tmp_path / "out.nii.gz", dtype=np.uint8)))
+    assert isinstance(back, nib.Nifti1Image) and back.header["magic"] == b"n+1"
+    assert np.allclose(back.affine, affine) and int(back.header["sform_code"]) == 3
+
+
+def test_an_analyze_pair_and_a_pair_missing_its_data_are_refused(tmp_path):
+    nib.save(nib.AnalyzeImage(_volume(), np.eye(4)), str(tmp_path / "old.hdr"))
+    with pytest.raises(SynthSegError, match=r"old\.hdr.*Analyze 7\.5.*no orientation"):
+        load_image(tmp_path / "old.hdr")
+    nib.save(nib.Nifti1Pair(_volume(), np.eye(4)), str(tmp_path / "half.hdr"))
+    (tmp_path / "half.img").unlink()
+    with pytest.raises(SynthSegError, match=r"half\.hdr.*\.img file .* is missing"):
+        load_image(tmp_path / "half.hdr")
+
+
 def test_dicom_folder(tmp_path):
     import SimpleITK as sitk
 
