@@ -12,12 +12,16 @@ def _volume(seed=0, shape=(8, 9, 10)):
     return np.random.default_rng(seed).random(shape).astype(np.float32)
 
 
+def _save_with_codes(kind, path, affine, qform_code: int, sform_code: int) -> None:
+    img = kind(_volume(), affine)
+    img.set_qform(affine, code=qform_code)
+    img.set_sform(affine, code=sform_code)
+    nib.save(img, str(path))
+
+
 def test_nifti_round_trip_keeps_affine_and_codes(tmp_path):
     affine = np.array([[-1.5, 0, 0, 10], [0, 1.5, 0, -4], [0, 0, 2, 3], [0, 0, 0, 1]])
-    img = nib.Nifti1Image(_volume(), affine)
-    img.set_qform(affine, code=2)
-    img.set_sform(affine, code=4)
-    nib.save(img, str(tmp_path / "in.nii.gz"))
+    _save_with_codes(nib.Nifti1Image, tmp_path / "in.nii.gz", affine, 2, 4)
     image = load_image(tmp_path / "in.nii.gz")
     out = save_image(image.with_data((image.data > 0.5).astype(np.uint8)), tmp_path / "out.nii.gz", dtype=np.uint8)
     back = nib.load(str(out))
@@ -45,10 +49,7 @@ def test_mgz_and_single_frame_4d(tmp_path):
 
 def test_a_nifti_pair_loads_from_either_file_and_saves_as_nifti(tmp_path):
     affine = np.array([[-1.2, 0, 0, 7], [0, 1.2, 0, -3], [0, 0, 3, 5], [0, 0, 0, 1]])
-    pair = nib.Nifti1Pair(_volume(), affine)
-    pair.set_qform(affine, code=1)
-    pair.set_sform(affine, code=3)
-    nib.save(pair, str(tmp_path / "spm.hdr"))
+    _save_with_codes(nib.Nifti1Pair, tmp_path / "spm.hdr", affine, 1, 3)
     by_header, by_data = load_image(tmp_path / "spm.hdr"), load_image(tmp_path / "spm.img")
     assert np.array_equal(by_header.data, by_data.data) and np.allclose(by_header.affine, affine)
     back = nib.load(str(save_image(by_header.with_data((by_header.data > 0.5).astype(np.uint8)),
