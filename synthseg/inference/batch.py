@@ -18,7 +18,7 @@ import numpy as np
 
 from synthseg import __version__
 from synthseg.errors import SynthSegError
-from synthseg.io.image import IMAGE_SUFFIXES, is_dicom_folder, write_atomic
+from synthseg.io.image import IMAGE_SUFFIXES, is_dicom_folder, is_image_path, write_atomic
 from synthseg.labels.protocol import STRUCTURES, structure_table
 from synthseg.inference.segmenter import Segmenter, names_label_file, output_paths, output_stem
 
@@ -50,8 +50,7 @@ def collect_inputs(specs: Sequence[str | Path], recursive: bool = False) -> tupl
                 found.append(path)
                 continue
             pattern = path.rglob("*") if recursive else path.iterdir()
-            images = sorted(p for p in pattern if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES)
-                            and not _is_output(p))
+            images = sorted(p for p in pattern if is_image_path(p) and not _is_output(p))
             if not images:
                 errors.append(f"{path}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
             found.extend(images)

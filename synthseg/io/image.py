@@ -124,10 +124,11 @@ def load_image(path: str | Path, *, validate: bool = True, labels: bool = False,
         if not path.name.lower().endswith(INPUT_SUFFIXES):
             raise SynthSegError(f"unsupported format; expected one of {', '.join(INPUT_SUFFIXES)} "
                                 "or a DICOM folder", path)
-        if path.suffix.lower() in (".hdr", ".img"):
-            partner = path.with_suffix(".img" if path.suffix.lower() == ".hdr" else ".hdr")
-            if not any(p.exists() for p in (partner, partner.with_suffix(partner.suffix.upper()))):
-                raise SynthSegError(f"the {partner.suffix} file of this header/data pair is missing", path)
+        if path.suffix.lower() in (".hdr", ".img"):  # nibabel reads a lone header lazily, then fails on the data
+            pair = [Path(f.filename) for f in nib.Nifti1Pair.filespec_to_file_map(str(path)).values()]
+            missing = [f for f in pair if not f.exists()]
+            if missing:
+                raise SynthSegError(f"the {missing[0].suffix} file of this header/data pair is missing", path)
         image = _load_nibabel(path, max_voxels)
     if validate:
         validate_image(image, labels=labels)
