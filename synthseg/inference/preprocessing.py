@@ -143,32 +143,37 @@ def clip_outliers(data: np.ndarray) -> tuple[np.ndarray, str | None]:
     return np.clip(data, rest.min(), rest.max()).astype(data.dtype, copy=False), note
 
 
-# a negative value held by at least this share of an MR scan's voxels and further below the others than they span
-# is a fill outside the field of view (-32768 from reslicing tools), not intensity
+# a value held by at least this share of an MR scan's voxels and further from the others than they span is a fill
+# outside the field of view (-32768 from reslicing tools, the type's maximum from others), not intensity
 MIN_FILL_SHARE = 0.01
 
 
 def fill_as_background(data: np.ndarray) -> tuple[np.ndarray, str | None]:
-    """``(data, note)`` with an MR scan's out-of-view fill (``MIN_FILL_SHARE``) set to 0, the air of a magnitude
-    image (to the lowest other value if none is above 0), or ``(data, None)`` unchanged. Left as it is, the fill
-    becomes the lower percentile of the intensity normalisation and squeezes the head into a sliver of the range
-    (IXI resliced with a -32768 fill: mean Dice 0.03). Zero backgrounds, z-scored scans (their background plateau
-    lies just below the tissue) and a spline's undershoots (a few values below 0) are not fills."""
-    low = data.min()
-    if low >= 0:
-        return data, None
-    fill = data == low
-    count = int(fill.sum())
-    if count < MIN_FILL_SHARE * data.size or count == data.size:
-        return data, None
-    rest = data[~fill]
-    rest_low, rest_high = float(rest.min()), float(rest.max())
-    if rest_low - float(low) <= rest_high - rest_low:
-        return data, None
-    value = 0.0 if rest_high > 0 else rest_low
-    note = (f"{count} voxels ({100 * count / data.size:.1f} %) hold {float(low):g}, far below the rest: read as "
-            "background outside the field of view")
-    return np.where(fill, np.float32(value), data).astype(data.dtype, copy=False), note
+    """``(data, note)`` with an MR scan's out-of-view fill (``MIN_FILL_SHARE``) at either end of its range set to 0,
+    the air of a magnitude image (to the lowest other value if none is above 0), or ``(data, None)`` unchanged.
+    Left as it is, the fill becomes a percentile of the intensity normalisation and squeezes the head into a sliver
+    of the range (IXI resliced with a -32768 fill: mean Dice 0.03; with a 32767 fill: 0.23). Zero backgrounds,
+    z-scored scans (their background plateau lies just below the tissue), a spline's undershoots (a few values
+    below 0) and saturated voxels (at the top of a continuous range) are not fills."""
+    notes = []
+    for end in ("below", "above"):
+        value = data.min() if end == "below" else data.max()
+        if end == "below" and value >= 0:  # a floor at 0 or above is the scan's own air
+            continue
+        fill = data == value
+        count = int(fill.sum())
+        if count < MIN_FILL_SHARE * data.size or count == data.size:
+            continue
+        rest = data[~fill]
+        rest_low, rest_high = float(rest.min()), float(rest.max())
+        gap = rest_low - float(value) if end == "below" else float(value) - rest_high
+        if gap <= rest_high - rest_low:
+            continue
+        air = 0.0 if rest_high > 0 else rest_low
+        data = np.where(fill, np.float32(air), data).astype(data.dtype, copy=False)
+        notes.append(f"{count} voxels ({100 * count / data.size:.1f} %) hold {float(value):g}, far {end} the rest: "
+                     "read as background outside the field of view")
+    return data, "; ".join(notes) or None
 
 
 def n4_unsuitable(data: np.ndarray) -> str | None:

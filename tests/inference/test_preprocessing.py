@@ -58,7 +58,26 @@ def test_a_negative_fill_outside_the_field_of_view_becomes_background(undershoot
     assert "1600 voxels (20.0 %) hold -32768, far below the rest" in note
 
 
-@pytest.mark.parametrize("case", ["z-scored", "zero background", "few voxels"])
+@pytest.mark.parametrize("fill", [32767, 65535])
+def test_a_fill_at_the_top_of_the_range_becomes_background(fill):
+    scan = np.random.default_rng(3).uniform(0, 900, (20, 20, 20)).round().astype(np.uint16)
+    padded = scan.copy()
+    padded[:, :3] = fill  # 15 % of the voxels: corners a reslicing tool filled with the type's maximum
+    repaired, note = fill_as_background(padded)
+    assert np.array_equal(repaired[:, 3:], scan[:, 3:]) and np.all(repaired[:, :3] == 0)
+    assert repaired.dtype == np.uint16
+    assert note == f"1200 voxels (15.0 %) hold {fill}, far above the rest: read as background outside the field of view"
+
+
+def test_fills_at_both_ends_are_both_background():
+    scan = np.random.default_rng(4).uniform(5, 900, (20, 20, 20)).astype(np.float32)
+    scan[:2], scan[-2:] = -32768, 32767
+    repaired, note = fill_as_background(scan)
+    assert np.all(repaired[:2] == 0) and np.all(repaired[-2:] == 0) and repaired[2:-2].min() >= 5
+    assert "hold -32768, far below the rest" in note and "hold 32767, far above the rest" in note
+
+
+@pytest.mark.parametrize("case", ["z-scored", "zero background", "few voxels", "saturated"])
 def test_values_that_are_not_a_fill_are_left_alone(case):
     rng = np.random.default_rng(1)
     scan = rng.uniform(100, 1000, (20, 20, 20)).astype(np.float32)
@@ -67,6 +86,8 @@ def test_values_that_are_not_a_fill_are_left_alone(case):
         scan = (scan - scan.mean()) / scan.std()  # the background is a plateau at the minimum, just below the tissue
     if case == "few voxels":
         scan[0, 0, :3] = -32768  # under 1 %: a handful of bad voxels, which the percentiles already ignore
+    if case == "saturated":
+        scan[8:12] = 1000  # 20 % clipped at the top of a continuous range (an 8-bit export): intensity, not a fill
     repaired, note = fill_as_background(scan)
     assert note is None and repaired is scan
 
