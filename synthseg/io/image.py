@@ -1,6 +1,6 @@
 """One in-memory image type, the readers that fill it, validation, and atomic writing.
 
-Formats: NIfTI (``.nii``, ``.nii.gz``, and ``.hdr``/``.img`` pairs such as SPM writes), FreeSurfer
+Formats: NIfTI (``.nii``, ``.nii.gz``, and ``.hdr``/``.img`` pairs such as SPM writes, gzipped or not), FreeSurfer
 ``.mgz``/``.mgh`` (nibabel) and a DICOM series given as a folder (SimpleITK). Every problem is a
 :class:`SynthSegError` naming the file.
 """
@@ -21,10 +21,11 @@ import numpy as np
 
 from synthseg.errors import SynthSegError
 
-# The files a folder's images are found by: a NIfTI pair is listed once, by its header
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mgz", ".mgh", ".hdr")
+# The files a folder's images are found by: a NIfTI pair (gzipped or not) is listed once, by its header
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mgz", ".mgh", ".hdr", ".hdr.gz")
 # What an input file may be called: the pair's data file too
-INPUT_SUFFIXES = IMAGE_SUFFIXES + (".img",)
+INPUT_SUFFIXES = IMAGE_SUFFIXES + (".img", ".img.gz")
+PAIR_SUFFIXES = (".hdr", ".img", ".hdr.gz", ".img.gz")
 # voxel sizes outside this range (mm) mean a header in other units (m, cm, µm), not a scan
 VOXEL_SIZE_RANGE_MM = (0.01, 20.0)
 MIN_SLICES = 3  # fewer along an axis is a slice or a strip, not a volume the 3D network can read
@@ -124,11 +125,12 @@ def load_image(path: str | Path, *, validate: bool = True, labels: bool = False,
         if not path.name.lower().endswith(INPUT_SUFFIXES):
             raise SynthSegError(f"unsupported format; expected one of {', '.join(INPUT_SUFFIXES)} "
                                 "or a DICOM folder", path)
-        if path.suffix.lower() in (".hdr", ".img"):  # nibabel reads a lone header lazily, then fails on the data
+        if path.name.lower().endswith(PAIR_SUFFIXES):  # nibabel reads a lone header lazily, then fails on the data
             pair = [Path(f.filename) for f in nib.Nifti1Pair.filespec_to_file_map(str(path)).values()]
-            missing = [f for f in pair if not f.exists()]
+            missing = [f.name for f in pair if not f.exists()]
             if missing:
-                raise SynthSegError(f"the {missing[0].suffix} file of this header/data pair is missing", path)
+                suffix = missing[0][len(strip_image_suffix(missing[0])):]
+                raise SynthSegError(f"the {suffix} file of this header/data pair is missing", path)
         image = _load_nibabel(path, max_voxels)
     if validate:
         validate_image(image, labels=labels)

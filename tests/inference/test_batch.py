@@ -108,9 +108,11 @@ def test_list_files_folders_and_recursion(tmp_path, phantom_t1):
 
 def test_a_folder_lists_a_nifti_pair_once_by_its_header(tmp_path):
     nib.save(nib.Nifti1Pair(np.zeros((4, 4, 4), np.float32), np.eye(4)), str(tmp_path / "spm.hdr"))
+    nib.save(nib.Nifti1Pair(np.zeros((4, 4, 4), np.float32), np.eye(4)), str(tmp_path / "zipped.hdr.gz"))
     found, errors = collect_inputs([tmp_path])
-    assert found == [tmp_path / "spm.hdr"] and not errors
+    assert found == [tmp_path / "spm.hdr", tmp_path / "zipped.hdr.gz"] and not errors
     assert output_targets(tmp_path / "spm.img", None)["labels"] == tmp_path / "spm_dseg.nii.gz"
+    assert output_targets(tmp_path / "zipped.img.gz", None)["labels"] == tmp_path / "zipped_dseg.nii.gz"
 
 
 def test_a_text_list_names_one_path_per_line():

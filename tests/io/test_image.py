@@ -47,10 +47,11 @@ def test_mgz_and_single_frame_4d(tmp_path):
     assert load_image(tmp_path / "b.nii").shape == data.shape
 
 
-def test_a_nifti_pair_loads_from_either_file_and_saves_as_nifti(tmp_path):
+@pytest.mark.parametrize("gz", ["", ".gz"])
+def test_a_nifti_pair_loads_from_either_file_and_saves_as_nifti(tmp_path, gz):
     affine = np.array([[-1.2, 0, 0, 7], [0, 1.2, 0, -3], [0, 0, 3, 5], [0, 0, 0, 1]])
-    _save_with_codes(nib.Nifti1Pair, tmp_path / "spm.hdr", affine, 1, 3)
-    by_header, by_data = load_image(tmp_path / "spm.hdr"), load_image(tmp_path / "spm.img")
+    _save_with_codes(nib.Nifti1Pair, tmp_path / f"spm.hdr{gz}", affine, 1, 3)
+    by_header, by_data = load_image(tmp_path / f"spm.hdr{gz}"), load_image(tmp_path / f"spm.img{gz}")
     assert np.array_equal(by_header.data, by_data.data) and np.allclose(by_header.affine, affine)
     back = nib.load(str(save_image(by_header.with_data((by_header.data > 0.5).astype(np.uint8)),
                                    tmp_path / "out.nii.gz", dtype=np.uint8)))
@@ -66,6 +67,10 @@ def test_an_analyze_pair_and_a_pair_missing_its_data_are_refused(tmp_path):
     (tmp_path / "half.img").unlink()
     with pytest.raises(SynthSegError, match=r"half\.hdr.*\.img file .* is missing"):
         load_image(tmp_path / "half.hdr")
+    nib.save(nib.Nifti1Pair(_volume(), np.eye(4)), str(tmp_path / "halfgz.hdr.gz"))
+    (tmp_path / "halfgz.hdr.gz").unlink()
+    with pytest.raises(SynthSegError, match=r"halfgz\.img\.gz: the \.hdr\.gz file of this header/data pair is missing"):
+        load_image(tmp_path / "halfgz.img.gz")
 
 
 def test_dicom_folder(tmp_path):
