@@ -36,9 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("segment", help="segment head scans (files, folders, list files, DICOM folders)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="a .nii/.nii.gz/.mgz/.mgh scan (or a NIfTI .hdr/.img "
-                   "pair, gzipped or not), a folder of them, a folder holding one DICOM series, or a list file: .txt with one path "
-                   "per line, or .csv (its first column, or the column a header row names path, image, input, file, "
-                   "filename or scan); relative paths in a list are read from the list's folder")
+                   "pair, gzipped or not), a folder of them, a folder holding one DICOM series, or a list file: .txt "
+                   "with one path per line, or .csv (its first column, or the column a header row names path, image, "
+                   "input, file, filename or scan); relative paths in a list are read from the list's folder")
     p.add_argument("-o", "--output", help="output folder (default: next to each input), or for one input the "
                    "label map's own .nii/.nii.gz path (other outputs beside it)")
     p.add_argument("--model", help="shipped model name or a folder with model.json (default: shipped default)")
