@@ -21,11 +21,13 @@ import numpy as np
 
 from synthseg.errors import SynthSegError
 
-# The files a folder's images are found by: a NIfTI pair (gzipped or not) is listed once, by its header
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mgz", ".mgh", ".hdr", ".hdr.gz")
+# A NIfTI pair's two files, gzipped or not
+_PAIR_HEADERS, _PAIR_DATA = (".hdr", ".hdr.gz"), (".img", ".img.gz")
+PAIR_SUFFIXES = _PAIR_HEADERS + _PAIR_DATA
+# The files a folder's images are found by: a pair is listed once, by its header
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mgz", ".mgh") + _PAIR_HEADERS
 # What an input file may be called: the pair's data file too
-INPUT_SUFFIXES = IMAGE_SUFFIXES + (".img", ".img.gz")
-PAIR_SUFFIXES = (".hdr", ".img", ".hdr.gz", ".img.gz")
+INPUT_SUFFIXES = IMAGE_SUFFIXES + _PAIR_DATA
 # voxel sizes outside this range (mm) mean a header in other units (m, cm, µm), not a scan
 VOXEL_SIZE_RANGE_MM = (0.01, 20.0)
 MIN_SLICES = 3  # fewer along an axis is a slice or a strip, not a volume the 3D network can read
