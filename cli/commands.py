@@ -59,7 +59,8 @@ def cmd_models(args: Namespace) -> int:
 # ---------------------------------------------------------------------------- segment
 def cmd_segment(args: Namespace) -> int:
     from synthseg.inference import batch
-    from synthseg.inference.segmenter import Segmenter, check_options, names_label_file
+    from synthseg.inference.result import names_label_file
+    from synthseg.inference.segmenter import Segmenter, check_options
 
     started = time.time()
     check_options(voxel_size=args.voxel_size)  # before any folder is made

@@ -12,8 +12,12 @@ from synthseg.errors import SynthSegError
 
 
 def __getattr__(name: str):
-    if name in ("Segmenter", "SegmentationResult", "segment"):
+    if name in ("Segmenter", "segment"):
         from synthseg.inference import segmenter
 
         return getattr(segmenter, name)
+    if name == "SegmentationResult":
+        from synthseg.inference.result import SegmentationResult
+
+        return SegmentationResult
     raise AttributeError(f"module 'synthseg' has no attribute {name!r}")

@@ -20,7 +20,8 @@ from synthseg import __version__
 from synthseg.errors import SynthSegError
 from synthseg.io.image import IMAGE_SUFFIXES, is_dicom_folder, is_image_path, write_atomic
 from synthseg.labels.protocol import STRUCTURES, structure_table
-from synthseg.inference.segmenter import Segmenter, names_label_file, output_paths, output_stem
+from synthseg.inference.result import names_label_file, output_paths, output_stem
+from synthseg.inference.segmenter import Segmenter
 
 LIST_SUFFIXES = (".txt", ".csv", ".lst", ".list")
 PATH_COLUMNS = ("path", "image", "input", "file", "filename", "scan")  # a CSV header cell naming the paths' column

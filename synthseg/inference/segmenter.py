@@ -19,10 +19,8 @@ trained on a finer working grid) is segmented on that grid too (``FINE_SCAN_MAX_
 from __future__ import annotations
 
 import copy
-import json
 import numbers
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -36,8 +34,7 @@ from synthseg.errors import SynthSegError, check_choice
 from synthseg.inference.cleanup import remove_islands
 from synthseg.io.geometry import (BoundingBox, argmax_to_grid, grid_for_spacing, pad_to_shape,
                                   probability_slabs, resample_to_grid, to_canonical, voxel_sizes)
-from synthseg.io.image import (MAX_VOXELS, Image, load_image, looks_like_label_map, save_image, strip_image_suffix,
-                               validate_image, write_atomic)
+from synthseg.io.image import MAX_VOXELS, Image, load_image, looks_like_label_map, validate_image
 from synthseg.inference.experts import FineGrid, choose_expert, contrast_signature, signature_as_list
 from synthseg.inference.pose import (MAX_RESIDUAL_MM, POSE_READS, POSE_REREAD_DEGREES, POSE_TURN_DEGREES,
                                     head_rotation, rotation_degrees, structure_centroids, turned_grid)
@@ -46,6 +43,7 @@ from synthseg.inference.model import LoadedModel, load_model
 from synthseg.inference.preprocessing import (CT_SCALE_NAMES, MODALITIES, bias_corrected, clip_outliers, ct_scale,
                                               detect_modality, fill_as_background, finite_values, head_box_mask,
                                               n4_unsuitable, normalize, to_hounsfield)
+from synthseg.inference.result import SegmentationResult
 from synthseg.labels.protocol import NUM_CLASSES, STRUCTURES
 from synthseg.synthesis.acquisition import blur
 from synthseg.synthesis.intensity import MR_PERCENTILES, robust_quantiles
@@ -84,100 +82,6 @@ MAX_WORKING_VOXELS = 40_000_000
 MAX_HEAD_VOXELS = 16_000_000
 # an output voxel size (``voxel_size``) outside this range, in mm, is refused as a mistake
 OUTPUT_VOXEL_RANGE_MM = (0.2, 10.0)
-
-
-@dataclass
-class SegmentationResult:
-    """Labels on the output grid (the input's, unless ``voxel_size``), plus expected volumes (ml, :func:`soft_volumes`),
-    QC and (optionally) posteriors."""
-
-    labels: nib.Nifti1Image
-    volumes: dict[str, float]
-    qc: dict[str, dict]
-    modality: str
-    timings: dict[str, float]
-    posteriors: nib.Nifti1Image | None = None
-    source: Path | None = None
-    warnings: list[str] = field(default_factory=list)
-    expert: dict | None = None  # {"contrast", "correlation"} of the second pass, None = general model only
-    # mean normalised intensity per experts.SIGNATURE_IDS structure under the first pass, which chose
-    # the expert (None: no MR experts, or CT); kept so a route can be checked and rules compared
-    signature: list[float | None] | None = None
-    skull_stripped: bool = False  # too little skull and scalp found: extra-cerebral volumes are not meaningful
-    bias_corrected: bool = False  # divided by its N4 bias field before segmenting (bias_correct=True, MR)
-    # the head's turn from the model's reference pose ({"degrees" and "residual_mm" of the last read, "reads":
-    # the angle of every read — the first grid's, then each turned grid's — and "turned": segmented again on
-    # working grids turned with it}), None when the model has no reference pose or pose=False
-    pose: dict | None = None
-
-    @property
-    def brain_confidence(self) -> float:
-        """Mean of the 12 brain structures' (ids 1-12) mean confidence: one quality figure per scan, to sort a batch
-        by (it tracked IXI's mean-12 Dice at r = 0.78 across thick slices, noise and bias fields;
-        benchmarks/RESULTS.md, "Confidence as a quality check")."""
-        return round(float(np.mean([self.qc[s.short]["mean_confidence"] for s in STRUCTURES[1:13]])), 3)
-
-    def what_was_done(self) -> dict:
-        """How this scan was read and segmented (modality, network, pose, bias correction, warnings) and how sure
-        the network was of its brain: the head of ``_qc.json`` and each input's entry in the batch provenance."""
-        return {"modality": self.modality, "expert": self.expert, "contrast_signature": self.signature,
-                "skull_stripped": self.skull_stripped, "pose": self.pose, "bias_corrected": self.bias_corrected,
-                "warnings": self.warnings, "brain_confidence": self.brain_confidence}
-
-    def save(self, destination: str | Path, stem: str | None = None, qc: bool = False) -> dict[str, Path]:
-        """Write the labels (plus posteriors and ``_qc.json`` when present/asked) where :func:`output_paths` says.
-
-        ``destination`` is a folder, or the label map's own ``.nii``/``.nii.gz`` path. The label map is
-        written last, so its presence means the whole output is complete.
-        """
-        paths = output_paths(destination, stem or output_stem(self.source))
-        protect = (self.source,) if self.source else ()
-        written: dict[str, Path] = {}
-        paths["labels"].parent.mkdir(parents=True, exist_ok=True)
-        if self.posteriors is not None:
-            written["posteriors"] = paths["posteriors"]
-            write_atomic(paths["posteriors"], lambda tmp: nib.save(self.posteriors, str(tmp)), suffix=".nii.gz")
-        if qc:
-            written["qc"] = paths["qc"]
-            summary = {**self.what_was_done(), "volumes_ml": self.volumes, "structures": self.qc}
-            text = json.dumps(summary, indent=2) + "\n"
-            write_atomic(paths["qc"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
-        written["labels"] = paths["labels"]
-        labels = Image(np.asanyarray(self.labels.dataobj), self.labels.affine, self.labels.header)
-        save_image(labels, paths["labels"], dtype=np.uint8, protect=protect)
-        return written
-
-
-def output_stem(path: Path | None) -> str:
-    if path is None:
-        return "segmentation"
-    return strip_image_suffix(Path(path).name)
-
-
-def names_label_file(destination: str | Path) -> bool:
-    """Whether an output destination is the label map's own file rather than a folder (MGH names refused)."""
-    name = Path(destination).name.lower()
-    if name.endswith((".mgz", ".mgh")):
-        raise SynthSegError("label maps are written as NIfTI; name a .nii/.nii.gz file or a folder", destination)
-    return name.endswith((".nii", ".nii.gz"))
-
-
-def output_paths(destination: str | Path, stem: str) -> dict[str, Path]:
-    """Where a result's files go (labels, posteriors, qc, png).
-
-    A folder gets ``<stem>_dseg.nii.gz``, ``<stem>_probseg.nii.gz``, ``<stem>_qc.json``, ``<stem>_dseg.png``.
-    A ``.nii``/``.nii.gz`` path is the label map itself; the other files go beside it, named after it
-    (``seg.nii.gz`` → ``seg_probseg.nii.gz``; a ``_dseg`` ending is dropped first, as in BIDS).
-    """
-    destination = Path(destination)
-    if names_label_file(destination):
-        folder, labels = destination.parent, destination
-        stem = output_stem(destination)
-        stem = stem[: -len("_dseg")] if stem.endswith("_dseg") else stem
-    else:
-        folder, labels = destination, destination / f"{stem}_dseg.nii.gz"
-    return {"labels": labels, "posteriors": folder / f"{stem}_probseg.nii.gz", "qc": folder / f"{stem}_qc.json",
-            "png": folder / f"{stem}_dseg.png"}
 
 
 def check_options(threads: int | None = None, modality: str = "auto", overlap: float = 0.5,
@@ -729,4 +633,4 @@ def segment(x: Any, *, model: str | Path | None = None, device: str = "auto", tt
     return Segmenter(model=model, device=device, tta=tta, **options).segment(x, affine=affine, posteriors=posteriors)
 
 
-__all__ = ["Segmenter", "SegmentationResult", "segment", "output_stem"]
+__all__ = ["Segmenter", "SegmentationResult", "segment"]

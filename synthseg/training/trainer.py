@@ -278,7 +278,8 @@ class Trainer:
     def validate_real(self) -> dict:
         """Mean Dice per structure on real images with reference labels (``validation.real_*``)."""
         from synthseg.evaluation.evaluate import evaluate_files, summary
-        from synthseg.inference.segmenter import Segmenter, output_stem
+        from synthseg.inference.result import output_stem
+        from synthseg.inference.segmenter import Segmenter
         from synthseg.io.image import IMAGE_SUFFIXES
 
         v = self.config.validation

@@ -6,7 +6,7 @@ import pytest
 
 from synthseg.errors import SynthSegError
 from synthseg.inference.preprocessing import bias_corrected, ct_scale, looks_like_ct, to_hounsfield
-from synthseg.inference.segmenter import Segmenter, looks_skull_stripped, output_paths, segment, soft_volumes
+from synthseg.inference.segmenter import Segmenter, looks_skull_stripped, segment, soft_volumes
 import synthseg.inference.segmenter as segmenter_module
 from synthseg.io.geometry import resample_to_grid
 from synthseg.labels.protocol import NUM_CLASSES
@@ -218,18 +218,6 @@ def test_one_shot_function_and_save(tiny_model, phantom_t1, tmp_path):
     paths = result.save(tmp_path, qc=True)
     assert paths["labels"].name == "phantom_t1_dseg.nii.gz" and paths["qc"].exists()
     assert json.loads(paths["qc"].read_text())["skull_stripped"] is result.skull_stripped
-
-
-@pytest.mark.parametrize("destination, expected", [
-    ("out", {"labels": "out/scan_dseg.nii.gz", "posteriors": "out/scan_probseg.nii.gz", "qc": "out/scan_qc.json"}),
-    ("out/sub01_dseg.nii.gz", {"labels": "out/sub01_dseg.nii.gz", "posteriors": "out/sub01_probseg.nii.gz"}),
-    ("out/seg.nii", {"labels": "out/seg.nii", "qc": "out/seg_qc.json", "png": "out/seg_dseg.png"}),
-])
-def test_output_paths_for_a_folder_or_the_label_file_itself(destination, expected):
-    paths = output_paths(destination, "scan")
-    assert {k: str(paths[k]) for k in expected} == expected
-    with pytest.raises(SynthSegError, match="NIfTI"):
-        output_paths("out/seg.mgz", "scan")
 
 
 def test_skull_stripped_inputs_are_recognised_from_skull_and_scalp_volumes():

@@ -13,7 +13,7 @@ import pytest
 
 from synthseg.cli.main import main
 from synthseg.errors import SynthSegError
-from synthseg.inference.segmenter import output_stem
+from synthseg.inference.result import output_stem
 from tests.conftest import write_nifti
 
 

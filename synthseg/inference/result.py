@@ -1,0 +1,109 @@
+"""What one segmentation returns, and where its files go: ``SegmentationResult`` (labels, volumes, QC, optional
+posteriors, how the scan was read) and the output naming shared by the Python API and the batch front end."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from synthseg.errors import SynthSegError
+from synthseg.io.image import Image, save_image, strip_image_suffix, write_atomic
+from synthseg.labels.protocol import STRUCTURES
+
+
+@dataclass
+class SegmentationResult:
+    """Labels on the output grid (the input's, unless ``voxel_size``), plus expected volumes (ml, :func:`soft_volumes`),
+    QC and (optionally) posteriors."""
+
+    labels: nib.Nifti1Image
+    volumes: dict[str, float]
+    qc: dict[str, dict]
+    modality: str
+    timings: dict[str, float]
+    posteriors: nib.Nifti1Image | None = None
+    source: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+    expert: dict | None = None  # {"contrast", "correlation"} of the second pass, None = general model only
+    # mean normalised intensity per experts.SIGNATURE_IDS structure under the first pass, which chose
+    # the expert (None: no MR experts, or CT); kept so a route can be checked and rules compared
+    signature: list[float | None] | None = None
+    skull_stripped: bool = False  # too little skull and scalp found: extra-cerebral volumes are not meaningful
+    bias_corrected: bool = False  # divided by its N4 bias field before segmenting (bias_correct=True, MR)
+    # the head's turn from the model's reference pose ({"degrees" and "residual_mm" of the last read, "reads":
+    # the angle of every read — the first grid's, then each turned grid's — and "turned": segmented again on
+    # working grids turned with it}), None when the model has no reference pose or pose=False
+    pose: dict | None = None
+
+    @property
+    def brain_confidence(self) -> float:
+        """Mean of the 12 brain structures' (ids 1-12) mean confidence: one quality figure per scan, to sort a batch
+        by (it tracked IXI's mean-12 Dice at r = 0.78 across thick slices, noise and bias fields;
+        benchmarks/RESULTS.md, "Confidence as a quality check")."""
+        return round(float(np.mean([self.qc[s.short]["mean_confidence"] for s in STRUCTURES[1:13]])), 3)
+
+    def what_was_done(self) -> dict:
+        """How this scan was read and segmented (modality, network, pose, bias correction, warnings) and how sure
+        the network was of its brain: the head of ``_qc.json`` and each input's entry in the batch provenance."""
+        return {"modality": self.modality, "expert": self.expert, "contrast_signature": self.signature,
+                "skull_stripped": self.skull_stripped, "pose": self.pose, "bias_corrected": self.bias_corrected,
+                "warnings": self.warnings, "brain_confidence": self.brain_confidence}
+
+    def save(self, destination: str | Path, stem: str | None = None, qc: bool = False) -> dict[str, Path]:
+        """Write the labels (plus posteriors and ``_qc.json`` when present/asked) where :func:`output_paths` says.
+
+        ``destination`` is a folder, or the label map's own ``.nii``/``.nii.gz`` path. The label map is
+        written last, so its presence means the whole output is complete.
+        """
+        paths = output_paths(destination, stem or output_stem(self.source))
+        protect = (self.source,) if self.source else ()
+        written: dict[str, Path] = {}
+        paths["labels"].parent.mkdir(parents=True, exist_ok=True)
+        if self.posteriors is not None:
+            written["posteriors"] = paths["posteriors"]
+            write_atomic(paths["posteriors"], lambda tmp: nib.save(self.posteriors, str(tmp)), suffix=".nii.gz")
+        if qc:
+            written["qc"] = paths["qc"]
+            summary = {**self.what_was_done(), "volumes_ml": self.volumes, "structures": self.qc}
+            text = json.dumps(summary, indent=2) + "\n"
+            write_atomic(paths["qc"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        written["labels"] = paths["labels"]
+        labels = Image(np.asanyarray(self.labels.dataobj), self.labels.affine, self.labels.header)
+        save_image(labels, paths["labels"], dtype=np.uint8, protect=protect)
+        return written
+
+
+def output_stem(path: Path | None) -> str:
+    if path is None:
+        return "segmentation"
+    return strip_image_suffix(Path(path).name)
+
+
+def names_label_file(destination: str | Path) -> bool:
+    """Whether an output destination is the label map's own file rather than a folder (MGH names refused)."""
+    name = Path(destination).name.lower()
+    if name.endswith((".mgz", ".mgh")):
+        raise SynthSegError("label maps are written as NIfTI; name a .nii/.nii.gz file or a folder", destination)
+    return name.endswith((".nii", ".nii.gz"))
+
+
+def output_paths(destination: str | Path, stem: str) -> dict[str, Path]:
+    """Where a result's files go (labels, posteriors, qc, png).
+
+    A folder gets ``<stem>_dseg.nii.gz``, ``<stem>_probseg.nii.gz``, ``<stem>_qc.json``, ``<stem>_dseg.png``.
+    A ``.nii``/``.nii.gz`` path is the label map itself; the other files go beside it, named after it
+    (``seg.nii.gz`` → ``seg_probseg.nii.gz``; a ``_dseg`` ending is dropped first, as in BIDS).
+    """
+    destination = Path(destination)
+    if names_label_file(destination):
+        folder, labels = destination.parent, destination
+        stem = output_stem(destination)
+        stem = stem[: -len("_dseg")] if stem.endswith("_dseg") else stem
+    else:
+        folder, labels = destination, destination / f"{stem}_dseg.nii.gz"
+    return {"labels": labels, "posteriors": folder / f"{stem}_probseg.nii.gz", "qc": folder / f"{stem}_qc.json",
+            "png": folder / f"{stem}_dseg.png"}
