@@ -17,8 +17,8 @@ from synthseg.labels.protocol import STRUCTURES
 
 @dataclass
 class SegmentationResult:
-    """Labels on the output grid (the input's, unless ``voxel_size``), plus expected volumes (ml, :func:`soft_volumes`),
-    QC and (optionally) posteriors."""
+    """Labels on the output grid (the input's, unless ``voxel_size``), plus expected volumes (ml,
+    :func:`synthseg.inference.segmenter.soft_volumes`), QC and (optionally) posteriors."""
 
     labels: nib.Nifti1Image
     volumes: dict[str, float]
