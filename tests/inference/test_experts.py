@@ -85,11 +85,11 @@ def test_the_classifier_picks_among_the_experts_a_scan_may_reach():
 def test_added_experts_are_listed_loaded_and_route_a_t1_scan(tiny_model, tiny_checkpoint, phantom_t1, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(tiny_model, model)
-    for contrast in ("t2", "t1", "t1"):  # adding a contrast again replaces it
+    for contrast in ("t1", "t2", "t1"):  # adding a contrast again replaces it, in its place in the list
         add_expert(tiny_checkpoint, model, contrast, fp16=False)
     card = json.loads((model / "model.json").read_text())
-    assert [e["contrast"] for e in card["experts"]] == ["t2", "t1"]
-    t1 = np.asarray(card["experts"][1]["signature"])
+    assert [e["contrast"] for e in card["experts"]] == ["t1", "t2"]
+    t1 = np.asarray(card["experts"][0]["signature"])
     gm, wm, csf = t1[:3]
     assert wm > gm > csf  # the T1 ordering, measured on renders of the phantom
     assert (model / "experts" / "t1" / "model.pt").is_file()
@@ -97,7 +97,7 @@ def test_added_experts_are_listed_loaded_and_route_a_t1_scan(tiny_model, tiny_ch
         add_expert(tiny_checkpoint, model, "dwi")
 
     segmenter = Segmenter(model, device="cpu", tta=False)
-    assert [e.contrast for e in segmenter.loaded.experts] == ["t2", "t1"]
+    assert [e.contrast for e in segmenter.loaded.experts] == ["t1", "t2"]
     result = segmenter.segment(phantom_t1[0])
     assert result.expert is not None and result.expert["contrast"] == "t1"
     # the signature that chose the expert is kept, and reproduces the recorded correlation
