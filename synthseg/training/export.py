@@ -173,11 +173,8 @@ def add_expert(checkpoint: str | Path, model_dir: str | Path, contrast: str, *, 
     entry = {"contrast": contrast, "folder": folder.as_posix(), "signature": signature}
     if "fine" in listed.get(contrast, {}):
         entry["fine"] = listed[contrast]["fine"]
-    experts = card.get("experts", [])
-    if contrast in listed:  # a replacement keeps its place in the list (and the card's diff small)
-        card["experts"] = [entry if e["contrast"] == contrast else e for e in experts]
-    else:
-        card["experts"] = experts + [entry]
+    listed[contrast] = entry  # a replacement keeps its place in the list (and the card's diff small)
+    card["experts"] = list(listed.values())
     if signature is not None and contrast not in card.get("routing", {}).get("contrasts", [contrast]):
         del card["routing"]
     return write_card(card_path, card)
