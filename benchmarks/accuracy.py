@@ -9,7 +9,7 @@
 
     python benchmarks/accuracy.py [--model NAME] [--templates work/templates/aseg-charm] [--json OUT] [--no-tta]
                                   [--draws usual,v1,v2]
-                                  [--skip-synthetic | --skip-real] [--amp auto|off|bf16|fp16]
+                                  [--skip-synthetic | --skip-real | --agreement-only] [--amp auto|off|bf16|fp16]
 
 The JSON holds every case; its ``"card"`` entry is the summary stored as ``evaluation`` in a model's
 ``model.json``, and the last line printed gives the four numbers the ship rule compares.
@@ -193,20 +193,26 @@ def card_summary(report: dict, command: str) -> dict:
     if "real_t1_ixi" in report:
         summary["real_t1_ixi"] = {k: report["real_t1_ixi"][k] for k in ("per_structure", "mean_12", "min_structure",
                                                                          "volume_ratio")}
-        summary["contrast_consistency"] = {k: report["contrast_consistency"][k] for k in ("pairs_mean_brain", "mean")}
         summary["freesurfer_bert"] = report["bert"]
         summary["freesurfer_bert_mean_12"] = mean(report["bert"][s] for s in BRAIN)
+    if "contrast_consistency" in report:
+        summary["contrast_consistency"] = {k: report["contrast_consistency"][k] for k in ("pairs_mean_brain", "mean")}
     return summary
 
 
 def headline(summary: dict) -> str:
-    """The four numbers the ship rule compares, on one line."""
-    synth = summary.get("synthetic_heldout", {}).get("mean_no_dura", float("nan"))
-    if "real_t1_ixi" not in summary:
-        return f"synthetic {synth:.4f}"
-    ixi = summary["real_t1_ixi"]
-    return (f"synthetic {synth:.4f} | IXI {ixi['mean_12']:.4f} (lowest {ixi['min_structure']:.3f}) | "
-            f"agreement {summary['contrast_consistency']['mean']:.4f} | bert {summary['freesurfer_bert_mean_12']:.4f}")
+    """The four numbers the ship rule compares (those measured), on one line."""
+    parts = []
+    if "synthetic_heldout" in summary:
+        parts.append(f"synthetic {summary['synthetic_heldout']['mean_no_dura']:.4f}")
+    if "real_t1_ixi" in summary:
+        ixi = summary["real_t1_ixi"]
+        parts.append(f"IXI {ixi['mean_12']:.4f} (lowest {ixi['min_structure']:.3f})")
+    if "contrast_consistency" in summary:
+        parts.append(f"agreement {summary['contrast_consistency']['mean']:.5f}")
+    if "freesurfer_bert_mean_12" in summary:
+        parts.append(f"bert {summary['freesurfer_bert_mean_12']:.4f}")
+    return " | ".join(parts) or "nothing measured"
 
 
 def wholehead_png(segmenter, png: Path) -> Path:
@@ -221,6 +227,32 @@ def wholehead_png(segmenter, png: Path) -> Path:
     return save_png([montage(image), montage(image, labels)], png)
 
 
+def synthetic_measurement(segmenter, templates: Path, draws: list[str], report: dict) -> None:
+    """Measurement 1 (the held-out templates rendered in every contrast) added to ``report``."""
+    holdout = segmenter.card.get("holdout_templates")
+    if not holdout:
+        print("1. synthetic held-out: skipped, the model's card names no template held out of its training")
+        return
+    print("1. synthetic held-out templates", holdout)
+    synth = synthetic_heldout(segmenter, templates, holdout, draws)
+    per_structure = structure_means(synth.values())
+    per_draw = {d: no_dura(structure_means(r for case, r in synth.items() if draw_of(case) == d)) for d in draws}
+    report["synthetic_heldout"] = {"per_structure": per_structure, "mean_no_dura": no_dura(per_structure),
+                                   "mean_no_dura_per_draw": per_draw, "cases": synth}
+    print(f"   mean Dice over all structures but dura: {report['synthetic_heldout']['mean_no_dura']:.3f} "
+          f"({', '.join(f'{d} {v:.4f}' for d, v in per_draw.items())})")
+
+
+def agreement(segmenter, tmp: Path, report: dict) -> None:
+    """Measurement 3 (stroke T1/T2/FLAIR agreement) added to ``report``."""
+    print("3. contrast consistency (stroke T1/T2/FLAIR)")
+    pairs = contrast_consistency(segmenter, tmp)
+    brain_pairs = brain_means(pairs)
+    report["contrast_consistency"] = {"pairs_mean_brain": brain_pairs, "mean": mean(brain_pairs.values()),
+                                      "per_pair": pairs}
+    print("   " + ", ".join(f"{k} {v:.5f}" for k, v in brain_pairs.items()))
+
+
 def real_measurements(segmenter, tmp: Path, report: dict) -> None:
     """Measurements 2-4 (IXI, stroke agreement, bert) added to ``report``."""
     print("2. real T1 (IXI, 21 scans, MUSE references)")
@@ -232,12 +264,7 @@ def real_measurements(segmenter, tmp: Path, report: dict) -> None:
     print("   " + ", ".join(f"{k} {v:.3f}" for k, v in per_structure.items()))
     print("   volume predicted / reference: " + ", ".join(f"{k} {v:.2f}" for k, v in volume_ratio.items()))
     print(f"   mean over the 12 brain structures {report['real_t1_ixi']['mean_12']:.3f}")
-    print("3. contrast consistency (stroke T1/T2/FLAIR)")
-    pairs = contrast_consistency(segmenter, tmp)
-    brain_pairs = brain_means(pairs)
-    report["contrast_consistency"] = {"pairs_mean_brain": brain_pairs, "mean": mean(brain_pairs.values()),
-                                      "per_pair": pairs}
-    print("   " + ", ".join(f"{k} {v:.3f}" for k, v in brain_pairs.items()))
+    agreement(segmenter, tmp, report)
     print("4. FreeSurfer bert (norm.mgz vs aseg)")
     report["bert"] = bert(segmenter, tmp)
     print("   " + ", ".join(f"{k} {v:.3f}" for k, v in report["bert"].items()))
@@ -249,11 +276,15 @@ def main() -> None:
     parser.add_argument("--templates", default="work/templates/aseg-charm")
     parser.add_argument("--json", default=None)
     parser.add_argument("--png", default=None)
-    parser.add_argument("--skip-synthetic", action="store_true")
     parser.add_argument("--draws", default=USUAL_DRAW,
                         help="comma-separated draws of the held-out renders: 'usual' (the seeds the card's history "
                              "was measured on) and any other names for other seeds, e.g. usual,v1,v2")
-    parser.add_argument("--skip-real", action="store_true", help="synthetic held-out only (measurements 2-4 off)")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--skip-synthetic", action="store_true", help="measurements 2-4 only")
+    only.add_argument("--skip-real", action="store_true", help="synthetic held-out only (measurements 2-4 off)")
+    only.add_argument("--agreement-only", action="store_true",
+                      help="measurement 3 alone (stroke T1/T2/FLAIR agreement): what a T2 or FLAIR expert can change "
+                           "on real scans")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
                         help="test-time augmentation: mirror and a second, finer working grid "
                              "(default: on, like `synthseg segment`)")
@@ -279,21 +310,13 @@ def main() -> None:
                     "bias_correct": args.bias_correct}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        if not args.skip_synthetic and not card.get("holdout_templates"):
-            print("1. synthetic held-out: skipped, the model's card names no template held out of its training")
-        elif not args.skip_synthetic:
-            print("1. synthetic held-out templates", card.get("holdout_templates"))
-            draws = args.draws.split(",")
-            synth = synthetic_heldout(segmenter, Path(args.templates), card["holdout_templates"], draws)
-            per_structure = structure_means(synth.values())
-            per_draw = {d: no_dura(structure_means(r for case, r in synth.items() if draw_of(case) == d))
-                        for d in draws}
-            report["synthetic_heldout"] = {"per_structure": per_structure, "mean_no_dura": no_dura(per_structure),
-                                           "mean_no_dura_per_draw": per_draw, "cases": synth}
-            print(f"   mean Dice over all structures but dura: {report['synthetic_heldout']['mean_no_dura']:.3f} "
-                  f"({', '.join(f'{d} {v:.4f}' for d, v in per_draw.items())})")
-        if not args.skip_real:
-            real_measurements(segmenter, tmp, report)
+        if args.agreement_only:
+            agreement(segmenter, tmp, report)
+        else:
+            if not args.skip_synthetic:
+                synthetic_measurement(segmenter, Path(args.templates), args.draws.split(","), report)
+            if not args.skip_real:
+                real_measurements(segmenter, tmp, report)
     if args.png:
         print(f"5. whole-head PNG: {wholehead_png(segmenter, Path(args.png))}")
     report["card"] = card_summary(report, "python benchmarks/accuracy.py " + " ".join(sys.argv[1:]))
