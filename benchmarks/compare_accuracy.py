@@ -1,0 +1,57 @@
+"""Two runs of ``benchmarks/accuracy.py`` side by side, as a candidate is judged against the shipped model: each
+measurement both JSONs hold, then every synthetic render whose score moved (mean Dice over all structures but dura).
+The renders are seeded per case, so the comparison is paired.
+
+    python benchmarks/compare_accuracy.py SHIPPED.json CANDIDATE.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from accuracy import no_dura
+
+
+def measurements(report: dict) -> dict[str, float]:
+    """The ship rule's figures that ``report`` holds (its ``"card"`` summary), by name."""
+    card = report["card"]
+    found = {}
+    if "synthetic_heldout" in card:
+        found["synthetic"] = card["synthetic_heldout"]["mean_no_dura"]
+    if "real_t1_ixi" in card:
+        found["IXI"] = card["real_t1_ixi"]["mean_12"]
+    if "contrast_consistency" in card:
+        found["agreement"] = card["contrast_consistency"]["mean"]
+        found.update({f"  {pair}": v for pair, v in card["contrast_consistency"]["pairs_mean_brain"].items()})
+    if "freesurfer_bert_mean_12" in card:
+        found["bert"] = card["freesurfer_bert_mean_12"]
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("before", type=Path)
+    parser.add_argument("after", type=Path)
+    args = parser.parse_args()
+    before, after = (json.loads(p.read_text(encoding="utf-8")) for p in (args.before, args.after))
+    for key in ("tta", "amp"):
+        if before.get(key) != after.get(key):
+            print(f"warning: the runs differ in {key} ({before.get(key)} / {after.get(key)}): not a paired comparison")
+    a, b = measurements(before), measurements(after)
+    for name in (n for n in a if n in b):
+        print(f"{name:24s} {a[name]:.5f} -> {b[name]:.5f} {b[name] - a[name]:+.5f}")
+    cases_a = before.get("synthetic_heldout", {}).get("cases", {})
+    cases_b = after.get("synthetic_heldout", {}).get("cases", {})
+    changes = {case: (no_dura(cases_a[case]), no_dura(cases_b[case])) for case in cases_a if case in cases_b}
+    moved = {case: pair for case, pair in changes.items() if pair[0] != pair[1]}
+    for case, (x, y) in moved.items():
+        print(f"  {case:34s} {x:.4f} -> {y:.4f} {y - x:+.4f}")
+    if changes:
+        up = sum(y > x for x, y in moved.values())
+        print(f"synthetic renders: {len(changes)} compared, {up} up, {len(moved) - up} down")
+
+
+if __name__ == "__main__":
+    main()
