@@ -200,18 +200,27 @@ def card_summary(report: dict, command: str) -> dict:
     return summary
 
 
+def ship_figures(summary: dict) -> dict[str, float]:
+    """The four numbers the ship rule compares, those ``summary`` (a card summary) holds, by name."""
+    figures = {}
+    if "synthetic_heldout" in summary:
+        figures["synthetic"] = summary["synthetic_heldout"]["mean_no_dura"]
+    if "real_t1_ixi" in summary:
+        figures["IXI"] = summary["real_t1_ixi"]["mean_12"]
+    if "contrast_consistency" in summary:
+        figures["agreement"] = summary["contrast_consistency"]["mean"]
+    if "freesurfer_bert_mean_12" in summary:
+        figures["bert"] = summary["freesurfer_bert_mean_12"]
+    return figures
+
+
 def headline(summary: dict) -> str:
     """The four numbers the ship rule compares (those measured), on one line."""
     parts = []
-    if "synthetic_heldout" in summary:
-        parts.append(f"synthetic {summary['synthetic_heldout']['mean_no_dura']:.4f}")
-    if "real_t1_ixi" in summary:
-        ixi = summary["real_t1_ixi"]
-        parts.append(f"IXI {ixi['mean_12']:.4f} (lowest {ixi['min_structure']:.3f})")
-    if "contrast_consistency" in summary:
-        parts.append(f"agreement {summary['contrast_consistency']['mean']:.5f}")
-    if "freesurfer_bert_mean_12" in summary:
-        parts.append(f"bert {summary['freesurfer_bert_mean_12']:.4f}")
+    for name, value in ship_figures(summary).items():
+        parts.append(f"{name} {value:.5f}" if name == "agreement" else f"{name} {value:.4f}")
+        if name == "IXI":
+            parts[-1] += f" (lowest {summary['real_t1_ixi']['min_structure']:.3f})"
     return " | ".join(parts) or "nothing measured"
 
 

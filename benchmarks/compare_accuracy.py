@@ -11,22 +11,17 @@ import argparse
 import json
 from pathlib import Path
 
-from accuracy import no_dura
+from accuracy import no_dura, ship_figures
 
 
 def measurements(report: dict) -> dict[str, float]:
-    """The ship rule's figures that ``report`` holds (its ``"card"`` summary), by name."""
+    """The ship rule's figures that ``report`` holds, with the agreement's three pairs after it."""
     card = report["card"]
     found = {}
-    if "synthetic_heldout" in card:
-        found["synthetic"] = card["synthetic_heldout"]["mean_no_dura"]
-    if "real_t1_ixi" in card:
-        found["IXI"] = card["real_t1_ixi"]["mean_12"]
-    if "contrast_consistency" in card:
-        found["agreement"] = card["contrast_consistency"]["mean"]
-        found.update({f"  {pair}": v for pair, v in card["contrast_consistency"]["pairs_mean_brain"].items()})
-    if "freesurfer_bert_mean_12" in card:
-        found["bert"] = card["freesurfer_bert_mean_12"]
+    for name, value in ship_figures(card).items():
+        found[name] = value
+        if name == "agreement":
+            found.update({f"  {pair}": v for pair, v in card["contrast_consistency"]["pairs_mean_brain"].items()})
     return found
 
 
