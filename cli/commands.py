@@ -123,10 +123,11 @@ def cmd_segment(args: Namespace) -> int:
         write_atomic(Path(args.volumes), lambda tmp: tmp.write_text(text, encoding="utf-8"))
     options = {k: v for k, v in vars(args).items() if k != "command"}
     prov_folder = out_folder or (Path(inputs[0]).parent if inputs else None)  # no input found: nowhere to write
-    if prov_folder is not None and (report.done or report.failed):
+    prov_path = prov_folder / "synthseg_provenance.json" if prov_folder is not None else None
+    # a run that wrote nothing keeps the record of the run that made the outputs already there
+    if prov_path is not None and (report.done or (report.failed and not prov_path.exists())):
         try:
-            batch.write_json(prov_folder / "synthseg_provenance.json",
-                             batch.provenance(options, card, used_device, report, started))
+            batch.write_json(prov_path, batch.provenance(options, card, used_device, report, started))
         except (OSError, SynthSegError) as error:
             report.failed.append(f"{prov_folder}: cannot write provenance ({error})")
     print(f"segmented {len(report.done)}, skipped {len(report.skipped)}, failed {len(report.failed)}"

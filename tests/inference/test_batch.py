@@ -67,9 +67,13 @@ def test_skip_existing_really_skips_and_existing_outputs_are_protected(tmp_path,
     assert "outputs next to each input" in capsys.readouterr().out
     assert main(args + ["--skip-existing"]) == 0
     assert "skipped 2" in capsys.readouterr().out and output.stat().st_mtime_ns == before
+    provenance = inputs[0].parent / "synthseg_provenance.json"
+    record = provenance.read_text(encoding="utf-8")
     assert main(args) == 1
     assert "output exists" in capsys.readouterr().err
+    assert provenance.read_text(encoding="utf-8") == record  # a run that wrote nothing keeps the last record
     assert main(args + ["--overwrite"]) == 0 and output.stat().st_mtime_ns != before
+    assert provenance.read_text(encoding="utf-8") != record
 
 
 def test_output_may_name_the_label_file_of_a_single_input(tmp_path, phantom_t1, tiny_model, capsys):
