@@ -64,11 +64,10 @@ N4_MASK_MARGIN_MM = 6.0
 TTA_SPACING_FACTORS = (1.0, 0.9)
 # With test-time augmentation, a scan whose voxels are no larger than this in any direction is also segmented on its
 # expert's fine working grid, when the expert has one (the T1, T2, FLAIR and CT experts: networks of their contrast
-# trained on a 1.5 mm grid), averaged with the other grids: held-out renders at 1 mm over six draws T1 +0.006,
-# T2 +0.006, FLAIR +0.008, CT +0.006, bert +0.004, the stroke agreement 0.8152 -> 0.8283 with T1, T2 and FLAIR
-# (session 54's 2 mm experts); but T1 with 6 mm slices -0.008 to +0.001 and IXI's 2 mm T1 0.7569 -> 0.7491
-# (benchmarks/RESULTS.md, the fine-grid sections from "A finer T1 grid" on), hence only fine scans (1 mm, and 1.2 mm
-# like ADNI's sagittal T1)
+# trained on a 1.5 mm grid), averaged with the other grids: it lifts the 1 mm held-out renders of every contrast
+# that has one, bert and the stroke agreement (gains in the README and the model card), but T1 with 6 mm slices
+# -0.008 to +0.001 and IXI's 2 mm T1 0.7569 -> 0.7491 (benchmarks/RESULTS.md, "A finer T1 grid in the test-time
+# augmentation"), hence only fine scans (1 mm, and 1.2 mm like ADNI's sagittal T1)
 FINE_SCAN_MAX_SPACING_MM = 1.2
 # the fine grid's sliding windows overlap by at most this: its head crop holds 2.4 times the 2 mm grid's voxels, and
 # at the usual 0.5 it took twice the time for 0.0000 / +0.0006 / +0.0009 (bert / two held-out T1 renders at 1 mm)
