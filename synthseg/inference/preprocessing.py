@@ -146,16 +146,29 @@ def clip_outliers(data: np.ndarray) -> tuple[np.ndarray, str | None]:
 # a value held by at least this share of an MR scan's voxels and further from the others than they span is a fill
 # outside the field of view (-32768 from reslicing tools, the type's maximum from others), not intensity
 MIN_FILL_SHARE = 0.01
+# a fill inside the range (a z-scored scan resliced with 0 beyond what it saw) is one solid block: at least this
+# share of its voxels have all six neighbours in it, where the flat air of a coarsely quantised scan, one grey level
+# among its neighbours', has a few percent
+MIN_FILL_SOLIDITY = 0.5
 
 
 def fill_as_background(data: np.ndarray) -> tuple[np.ndarray, str | None]:
     """``(data, note)`` with an MR scan's out-of-view fill (``MIN_FILL_SHARE``) at either end of its range set to 0,
-    the air of a magnitude image (to the lowest other value if none is above 0), or ``(data, None)`` unchanged.
-    Left as it is, the fill becomes a percentile of the intensity normalisation and squeezes the head into a sliver
-    of the range (IXI resliced with a -32768 fill: mean Dice 0.03; with a 32767 fill: 0.23). Zero backgrounds,
-    z-scored scans (their background plateau lies just below the tissue), a spline's undershoots (a few values
-    below 0) and saturated voxels (at the top of a continuous range) are not fills."""
+    the air of a magnitude image (to the lowest other value if none is above 0), and one inside its range
+    (:func:`inside_fill`) set to its lowest other value; or ``(data, None)`` unchanged. Left as it is, the fill
+    becomes a percentile of the intensity normalisation and squeezes the head into a sliver of the range (IXI
+    resliced with a -32768 fill: mean Dice 0.03; with a 32767 fill: 0.23), or, inside the range, reads as tissue
+    (IXI z-scored and resliced with a 0 fill: 0.688 against 0.735). Zero backgrounds, z-scored scans (their
+    background plateau lies just below the tissue), a spline's undershoots (a few values below 0) and saturated
+    voxels (at the top of a continuous range) are not fills."""
     notes = []
+    inside = inside_fill(data)  # first: the ends' fills, once set to 0, lie inside the range
+    if inside is not None:
+        value, fill = inside
+        count = int(fill.sum())
+        data = np.where(fill, data[~fill].min(), data).astype(data.dtype, copy=False)
+        notes.append(f"{count} voxels ({100 * count / data.size:.1f} %) hold {value:g} in solid blocks at the border, "
+                     "inside the range: read as background outside the field of view")
     for end in ("below", "above"):
         value = data.min() if end == "below" else data.max()
         if end == "below" and value >= 0:  # a floor at 0 or above is the scan's own air
@@ -174,6 +187,33 @@ def fill_as_background(data: np.ndarray) -> tuple[np.ndarray, str | None]:
         notes.append(f"{count} voxels ({100 * count / data.size:.1f} %) hold {float(value):g}, far {end} the rest: "
                      "read as background outside the field of view")
     return data, "; ".join(notes) or None
+
+
+def inside_fill(data: np.ndarray) -> tuple[float, np.ndarray] | None:
+    """``(value, voxels)`` of a fill inside a scan's range, or None: the value the array's faces hold most, strictly
+    between its lowest and highest, whose parts connected to a face hold ``MIN_FILL_SHARE`` of the voxels, are solid
+    (``MIN_FILL_SOLIDITY``) and have that share of the other voxels below them (a spline's few undershoots below a
+    zero background do not make that background a fill)."""
+    from scipy import ndimage
+
+    values, counts = np.unique(_on_faces(data), return_counts=True)
+    value = values[counts.argmax()]
+    least = MIN_FILL_SHARE * data.size
+    if not data.min() < value < data.max() or np.count_nonzero(data < value) < least:
+        return None
+    parts, _ = ndimage.label(data == value)
+    touching = np.unique(_on_faces(parts))
+    block = np.isin(parts, touching[touching > 0])
+    size = np.count_nonzero(block)
+    if size < least or np.count_nonzero(ndimage.binary_erosion(block, border_value=1)) < MIN_FILL_SOLIDITY * size:
+        return None
+    return float(value), block
+
+
+def _on_faces(array: np.ndarray) -> np.ndarray:
+    """The values on the six faces of a 3D array (corners and edges repeated)."""
+    faces = ((0,), (-1,), (slice(None), 0), (slice(None), -1), (..., 0), (..., -1))
+    return np.concatenate([np.asarray(array[face]).ravel() for face in faces])
 
 
 def n4_unsuitable(data: np.ndarray) -> str | None:

@@ -77,7 +77,23 @@ def test_fills_at_both_ends_are_both_background():
     assert "hold -32768, far below the rest" in note and "hold 32767, far above the rest" in note
 
 
-@pytest.mark.parametrize("case", ["z-scored", "zero background", "few voxels", "saturated"])
+def test_a_fill_inside_the_range_becomes_background():
+    rng = np.random.default_rng(5)
+    scan = rng.normal(500, 100, (30, 30, 30)).astype(np.float32)
+    scan[:, :8] = rng.normal(20, 5, (30, 8, 30))  # air below the head
+    scan = (scan - scan.mean()) / scan.std()  # z-scored: the air near -1.1, the tissue around 0.5
+    i, j = np.mgrid[:30, :30]
+    corners = np.minimum(i, 29 - i) + np.minimum(j, 29 - j) < 8  # four wedges a turned grid could not see
+    unseen = np.broadcast_to(corners[:, :, None], scan.shape)
+    resliced = np.where(unseen, np.float32(0), scan)
+    repaired, note = fill_as_background(resliced)
+    assert np.all(repaired[unseen] == scan[~unseen].min()) and np.array_equal(repaired[~unseen], scan[~unseen])
+    assert note == (f"{unseen.sum()} voxels ({100 * unseen.mean():.1f} %) hold 0 in solid blocks at the border, "
+                    "inside the range: read as background outside the field of view")
+
+
+@pytest.mark.parametrize("case", ["z-scored", "zero background", "few voxels", "saturated",
+                                  "quantised air", "undershoots"])
 def test_values_that_are_not_a_fill_are_left_alone(case):
     rng = np.random.default_rng(1)
     scan = rng.uniform(100, 1000, (20, 20, 20)).astype(np.float32)
@@ -88,6 +104,10 @@ def test_values_that_are_not_a_fill_are_left_alone(case):
         scan[0, 0, :3] = -32768  # under 1 %: a handful of bad voxels, which the percentiles already ignore
     if case == "saturated":
         scan[8:12] = 1000  # 20 % clipped at the top of a continuous range (an 8-bit export): intensity, not a fill
+    if case == "quantised air":  # most air at one grey level inside the range, among its neighbours' other levels
+        scan[:8] = rng.choice([0, 1, 2, 3], p=[0.05, 0.6, 0.3, 0.05], size=(8, 20, 20))
+    if case == "undershoots":
+        scan[8, :, :3] = -40  # a spline's few values below the zero background at the brain's edge: not a fill
     repaired, note = fill_as_background(scan)
     assert note is None and repaired is scan
 
