@@ -159,8 +159,8 @@ def fill_as_background(data: np.ndarray) -> tuple[np.ndarray, str | None]:
     becomes a percentile of the intensity normalisation and squeezes the head into a sliver of the range (IXI
     resliced with a -32768 fill: mean Dice 0.03; with a 32767 fill: 0.23), or, inside the range, reads as tissue
     (IXI z-scored and resliced with a 0 fill: 0.688 against 0.735). Zero backgrounds, z-scored scans (their
-    background plateau lies just below the tissue), a spline's undershoots (a few values below 0) and saturated
-    voxels (at the top of a continuous range) are not fills."""
+    background plateau lies just below the tissue), a spline's undershoots (a few values below 0), saturated voxels
+    (at the top of a continuous range) and a coarsely quantised scan's flat air are not fills."""
     notes = []
     inside = inside_fill(data)  # first: the ends' fills, once set to 0, lie inside the range
     if inside is not None:
