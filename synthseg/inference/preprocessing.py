@@ -190,16 +190,16 @@ def fill_as_background(data: np.ndarray) -> tuple[np.ndarray, str | None]:
 
 
 def inside_fill(data: np.ndarray) -> tuple[float, np.ndarray] | None:
-    """``(value, voxels)`` of a fill inside a scan's range, or None: the value the array's faces hold most, strictly
-    between its lowest and highest, whose parts connected to a face hold ``MIN_FILL_SHARE`` of the voxels, are solid
-    (``MIN_FILL_SOLIDITY``) and have that share of the other voxels below them (a spline's few undershoots below a
-    zero background do not make that background a fill)."""
+    """``(value, voxels)`` of a fill inside a scan's range, or None: the value the array's faces hold most, with
+    ``MIN_FILL_SHARE`` of the voxels below it and above it (a spline's few undershoots below a zero background do
+    not make that background a fill; a fill at either end is :func:`fill_as_background`'s), whose parts connected to
+    a face hold that share of the voxels and are solid (``MIN_FILL_SOLIDITY``)."""
     from scipy import ndimage
 
     values, counts = np.unique(_on_faces(data), return_counts=True)
     value = values[counts.argmax()]
     least = MIN_FILL_SHARE * data.size
-    if not data.min() < value < data.max() or np.count_nonzero(data < value) < least:
+    if np.count_nonzero(data < value) < least or np.count_nonzero(data > value) < least:
         return None
     parts, _ = ndimage.label(data == value)
     touching = np.unique(_on_faces(parts))
