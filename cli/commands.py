@@ -316,6 +316,14 @@ def cmd_export(args: Namespace) -> int:
     return 0
 
 
+def cmd_average(args: Namespace) -> int:
+    from synthseg.training.checkpoint import average_checkpoints
+
+    out = average_checkpoints(args.checkpoints, args.output)
+    print(f"averaged {len(args.checkpoints)} checkpoints: {out} (export it with `synthseg export {out} -o MODEL_DIR`)")
+    return 0
+
+
 def cmd_calibrate(args: Namespace) -> int:
     import torch
 

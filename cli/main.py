@@ -139,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --expert: add the checkpoint, trained on a working grid finer than the model's, as that "
                         "expert's fine grid (in the test-time augmentation of fine scans)")
 
+    p = sub.add_parser("average", help="average the weights of training checkpoints of one network (e.g. runs "
+                       "continued side by side from one start) into one checkpoint to export")
+    p.add_argument("checkpoints", nargs="+", metavar="CKPT")
+    p.add_argument("-o", "--output", required=True, help="the averaged checkpoint (.pt)")
+
     p = sub.add_parser("calibrate", help="fit how a model folder routes MR scans among its contrast experts "
                        "(again after exporting a new general network) and store its templates' head pose")
     p.add_argument("model", help="model folder with model.json and at least two MR experts")

@@ -1,13 +1,15 @@
-"""Checkpoints: atomic writes, keep-last-K pruning, and finding the newest intact one."""
+"""Checkpoints: atomic writes, keep-last-K pruning, finding the newest intact one, and averaging runs."""
 
 from __future__ import annotations
 
 import re
 import shutil
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
+from synthseg.errors import SynthSegError
 from synthseg.io.image import write_atomic
 
 PATTERN = re.compile(r"step_(\d+)\.pt$")
@@ -44,3 +46,45 @@ def load_latest(folder: Path) -> tuple[dict, Path] | None:
         except Exception:  # a damaged file: fall back to the previous one
             continue
     return None
+
+
+# what a training state holds beyond the weights and how they were made: an average is no point of one run to resume
+TRAINING_STATE = ("optimizer", "scheduler", "generator_rng", "torch_rng", "numpy_rng", "python_rng")
+
+
+def average_checkpoints(paths: Sequence[str | Path], out: str | Path) -> Path:
+    """Write the uniform average of the network weights of training checkpoints to ``out``, for ``synthseg export``.
+
+    Runs continued side by side from one network land near one another, and their average often segments
+    better than any of them (a "model soup"). The checkpoints must train one network shape; the average keeps
+    the last one's config, step counts and validation history, lists every source under ``"averaged_from"``
+    (which the export copies into the model card) and drops the optimiser and random states: it is not a
+    point of one run that training could resume from."""
+    if len(paths) < 2:
+        raise SynthSegError(f"averaging needs at least two checkpoints, got {len(paths)}")
+    states, sources, shared = [], [], None
+    for path in map(Path, paths):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+            network_and_grid, seed = _network_and_grid(state), state["config"]["loop"]["seed"]
+        except Exception as error:
+            raise SynthSegError(f"not a synthseg training checkpoint ({error})", path) from None
+        if shared is not None and network_and_grid != shared:
+            raise SynthSegError("trains another network or on another working grid than the first checkpoint", path)
+        shared = network_and_grid
+        states.append(state)
+        sources.append({"checkpoint": str(path), "step": int(state["step"]), "seed": seed,
+                        "total_steps": int(state.get("steps_before", 0)) + int(state["step"])})
+    averaged = {k: (sum(s["model"][k].float() for s in states) / len(states)).to(v.dtype) if v.is_floating_point()
+                else v for k, v in states[-1]["model"].items()}
+    result = {k: v for k, v in states[-1].items() if k not in TRAINING_STATE}
+    result.update(model=averaged, averaged_from=sources)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out, lambda tmp: torch.save(result, tmp))
+    return out
+
+
+def _network_and_grid(state: dict) -> tuple:
+    """What checkpoints must share for their average to mean anything: weight names and shapes, working spacing."""
+    return {k: tuple(v.shape) for k, v in state["model"].items()}, state["config"]["generator"]["spacing"]

@@ -69,6 +69,10 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, fp16: bool = Tr
         raise SynthSegError(f"not a synthseg training checkpoint ({error})", checkpoint) from None
     generator = config["generator"]
     history = state.get("history", [])
+    training = {"steps": int(state["step"]), "total_steps": int(state.get("steps_before", 0)) + int(state["step"]),
+                "config": config}
+    if "averaged_from" in state:  # made by average_checkpoints: which runs' weights it is the mean of
+        training["averaged_from"] = state["averaged_from"]
     card = {
         "name": name or out_dir.name,
         "synthseg_version": __version__,
@@ -80,8 +84,7 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, fp16: bool = Tr
         "network": {"architecture": "monai.networks.nets.UNet", **config["model"]},
         "templates": state.get("templates", []),
         "holdout_templates": state.get("holdout", []),
-        "training": {"steps": int(state["step"]), "total_steps": int(state.get("steps_before", 0)) + int(state["step"]),
-                     "config": config},
+        "training": training,
         "validation": history[-1] if history else {},
         "volume_ranges_ml": volume_ranges(config["data"]["templates"], state.get("templates", [])),
         "pose": _pose_if_readable(config),

@@ -208,6 +208,9 @@ class Trainer:
                 state = torch.load(path, map_location="cpu", weights_only=False)
             except Exception as error:
                 raise SynthSegError(f"cannot read checkpoint ({error})", path) from None
+            if "averaged_from" in state:
+                raise SynthSegError("an average of checkpoints, not a training state to resume: export it and "
+                                    "start a run from it with model.init_weights", path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -115,6 +115,9 @@ def test_errors_are_one_line_with_non_zero_exit(tmp_path, capsys):
     assert err.count("\n") == 0 and "nowhere" in err
     assert main(["train", "-o", str(tmp_path / "run"), "--set", "optim.lrr=1"]) == 1
     assert "optim.lrr" in capsys.readouterr().err
+    assert main(["average", str(tmp_path / "missing.pt"), str(tmp_path / "other.pt"), "-o", str(tmp_path / "soup.pt")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "missing.pt" in err and not (tmp_path / "soup.pt").exists()
 
 
 @pytest.mark.parametrize("argv, message", [
