@@ -55,11 +55,11 @@ TRAINING_STATE = ("optimizer", "scheduler", "generator_rng", "torch_rng", "numpy
 def average_checkpoints(paths: Sequence[str | Path], out: str | Path) -> Path:
     """Write the uniform average of the network weights of training checkpoints to ``out``, for ``synthseg export``.
 
-    Runs continued side by side from one network land near one another, and their average often segments
-    better than any of them (a "model soup"). The checkpoints must train one network shape; the average keeps
-    the last one's config, step counts and validation history, lists every source under ``"averaged_from"``
-    (which the export copies into the model card) and drops the optimiser and random states: it is not a
-    point of one run that training could resume from."""
+    Runs continued side by side from one network stay close to one another, so their mean is itself a working
+    network that evens out the luck of each run's draws (a "model soup"). The checkpoints must train one network
+    on one working grid; the average keeps the last one's config, step counts and validation history, lists every
+    source under ``"averaged_from"`` (which the export copies into the model card) and drops the optimiser and
+    random states: it is not a point of one run that training could resume from."""
     if len(paths) < 2:
         raise SynthSegError(f"averaging needs at least two checkpoints, got {len(paths)}")
     states, sources, shared = [], [], None

@@ -209,8 +209,8 @@ class Trainer:
             except Exception as error:
                 raise SynthSegError(f"cannot read checkpoint ({error})", path) from None
             if "averaged_from" in state:
-                raise SynthSegError("an average of checkpoints, not a training state to resume: export it and "
-                                    "start a run from it with model.init_weights", path)
+                raise SynthSegError("an average of checkpoints, not a training state to resume: export it "
+                                    "(synthseg export) and start a run from the export with model.init_weights", path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
