@@ -15,7 +15,7 @@ def two_runs(tmp_path_factory):
     """Two 2-step runs of one tiny network from different seeds: their last checkpoints."""
     root = tmp_path_factory.mktemp("runs")
     for seed in (0, 1):
-        Trainer(_config("loop.steps=2", "loop.val_every=2", f"loop.seed={seed}"), root / f"seed{seed}",
+        Trainer(_config("loop.steps=2", "loop.val_every=100", f"loop.seed={seed}"), root / f"seed{seed}",
                 progress=False).run()
     return [list_checkpoints(root / f"seed{seed}" / "checkpoints")[-1] for seed in (0, 1)]
 
@@ -41,13 +41,13 @@ def test_an_average_is_exported_not_resumed(two_runs, tmp_path):
 
 
 def test_checkpoints_of_other_networks_or_too_few_are_refused(two_runs, tmp_path):
-    Trainer(_config("loop.steps=1", "loop.val_every=1", "model.channels=[4,8,8]"), tmp_path / "other",
+    Trainer(_config("loop.steps=1", "loop.val_every=100", "model.channels=[4,8,8]"), tmp_path / "other",
             progress=False).run()
     other = list_checkpoints(tmp_path / "other" / "checkpoints")[-1]
     with pytest.raises(SynthSegError, match="another network or on another working grid") as error:
         average_checkpoints([two_runs[0], other], tmp_path / "soup.pt")
     assert str(other) in str(error.value)
-    Trainer(_config("loop.steps=1", "loop.val_every=1", "generator.spacing=3.0"), tmp_path / "grid",
+    Trainer(_config("loop.steps=1", "loop.val_every=100", "generator.spacing=3.0"), tmp_path / "grid",
             progress=False).run()
     with pytest.raises(SynthSegError, match="another working grid"):
         average_checkpoints([two_runs[0], list_checkpoints(tmp_path / "grid" / "checkpoints")[-1]], tmp_path / "soup.pt")
