@@ -33,6 +33,17 @@ def mark_best(path: Path) -> Path:
     return best
 
 
+def read_checkpoint(path: str | Path) -> dict:
+    """A training checkpoint's state (weights and config at least), or a one-line error naming the file."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise SynthSegError(f"not a synthseg training checkpoint ({error})", path) from None
+    if not isinstance(state, dict) or not {"model", "config"} <= state.keys():
+        raise SynthSegError("not a synthseg training checkpoint (it holds no weights and config)", path)
+    return state
+
+
 def list_checkpoints(folder: Path) -> list[Path]:
     found = [p for p in Path(folder).glob("step_*.pt") if PATTERN.search(p.name)]
     return sorted(found, key=lambda p: int(PATTERN.search(p.name).group(1)))
@@ -64,16 +75,13 @@ def average_checkpoints(paths: Sequence[str | Path], out: str | Path) -> Path:
         raise SynthSegError(f"averaging needs at least two checkpoints, got {len(paths)}")
     states, sources, shared = [], [], None
     for path in map(Path, paths):
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-            network_and_grid, seed = _network_and_grid(state), state["config"]["loop"]["seed"]
-        except Exception as error:
-            raise SynthSegError(f"not a synthseg training checkpoint ({error})", path) from None
+        state = read_checkpoint(path)
+        network_and_grid = _network_and_grid(state)
         if shared is not None and network_and_grid != shared:
             raise SynthSegError("trains another network or on another working grid than the first checkpoint", path)
         shared = network_and_grid
         states.append(state)
-        sources.append({"checkpoint": str(path), "step": int(state["step"]), "seed": seed,
+        sources.append({"checkpoint": str(path), "step": int(state["step"]), "seed": state["config"]["loop"]["seed"],
                         "total_steps": int(state.get("steps_before", 0)) + int(state["step"])})
     averaged = {k: (sum(s["model"][k].float() for s in states) / len(states)).to(v.dtype) if v.is_floating_point()
                 else v for k, v in states[-1]["model"].items()}

@@ -19,6 +19,7 @@ from synthseg.io.image import write_atomic
 from synthseg.labels.protocol import STRUCTURES
 from synthseg.synthesis.intensity import CT_INFERENCE_WINDOW, MR_PERCENTILES
 from synthseg.synthesis.tissues import CONTRASTS
+from synthseg.training.checkpoint import read_checkpoint
 
 WEIGHTS, CARD = "model.pt", "model.json"
 
@@ -62,11 +63,8 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, fp16: bool = Tr
     not kept: it was fitted on the replaced network's passes (``synthseg calibrate`` fits it again). A
     network of another shape cannot use the experts, so that export is refused before anything is written."""
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
-    try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        config = state["config"]
-    except Exception as error:
-        raise SynthSegError(f"not a synthseg training checkpoint ({error})", checkpoint) from None
+    state = read_checkpoint(checkpoint)
+    config = state["config"]
     generator = config["generator"]
     history = state.get("history", [])
     training = {"steps": int(state["step"]), "total_steps": int(state.get("steps_before", 0)) + int(state["step"]),
