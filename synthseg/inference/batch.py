@@ -143,7 +143,7 @@ def run_batch(inputs: Sequence[Path], out: Path | None, make_segmenter: Callable
             paths = result.save(targets["labels"], qc=qc)
             _write_label_table(targets["labels"].parent)
             report.done.append(paths["labels"])
-            report.rows.append({"input": str(path), **result.volumes})
+            report.rows.append({"input": str(path), **result.volumes, **result.hemisphere_volumes})
             report.files[str(path)] = {**result.what_was_done(), "timings": result.timings}
             for warning in result.warnings:
                 announce(f"{path}: warning: {warning}")
@@ -198,7 +198,11 @@ def _write_png(path: Path, result, png: Path) -> None:
 
 
 def volumes_csv(rows: Sequence[dict]) -> str:
+    """One row per input: the 16 structures' volumes and ICV (ml), then, where any row has them, the brain
+    structures' volumes per hemisphere (``--hemispheres``; empty for an input without a split)."""
     columns = ["input"] + [s.short for s in STRUCTURES[1:]] + ["ICV"]
+    columns += [f"{s.short}_{side}" for s in STRUCTURES[1:13] for side in ("left", "right")
+                if any(f"{s.short}_{side}" in row for row in rows)]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()

@@ -38,6 +38,9 @@ class SegmentationResult:
     # the angle of every read — the first grid's, then each turned grid's — and "turned": segmented again on
     # working grids turned with it}), None when the model has no reference pose or pose=False
     pose: dict | None = None
+    # hemispheres=True: {"plane": the mid-sagittal plane (MidsagittalPlane.as_dict), "left"/"right": the brain
+    # structures' expected volumes (ml) on either side}; None when not asked for or no plane was found
+    hemispheres: dict | None = None
 
     @property
     def brain_confidence(self) -> float:
@@ -45,6 +48,15 @@ class SegmentationResult:
         by (it tracked IXI's mean-12 Dice at r = 0.78 across thick slices, noise and bias fields;
         benchmarks/RESULTS.md, "Confidence as a quality check")."""
         return round(float(np.mean([self.qc[s.short]["mean_confidence"] for s in STRUCTURES[1:13]])), 3)
+
+    @property
+    def hemisphere_volumes(self) -> dict[str, float]:
+        """``{"<structure>_left": ml, "<structure>_right": ml}`` for the brain structures (the volumes CSV's extra
+        columns); empty without a hemisphere split."""
+        if self.hemispheres is None:
+            return {}
+        return {f"{short}_{side}": self.hemispheres[side][short] for short in self.hemispheres["left"]
+                for side in ("left", "right")}
 
     def what_was_done(self) -> dict:
         """How this scan was read and segmented (modality, network, pose, bias correction, warnings) and how sure
@@ -69,6 +81,8 @@ class SegmentationResult:
         if qc:
             written["qc"] = paths["qc"]
             summary = {**self.what_was_done(), "volumes_ml": self.volumes, "structures": self.qc}
+            if self.hemispheres is not None:
+                summary["hemispheres"] = self.hemispheres
             text = json.dumps(summary, indent=2) + "\n"
             write_atomic(paths["qc"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
         written["labels"] = paths["labels"]

@@ -51,6 +51,37 @@ def test_batch_with_a_corrupt_file_finishes_the_others(tmp_path, phantom_t1, tin
             k: v for k, v in qc.items() if k not in ("volumes_ml", "structures")}
 
 
+def test_hemispheres_add_left_and_right_volumes_to_the_csv_and_the_plane_to_the_qc(tmp_path, phantom_t1, tiny_model,
+                                                                                  capsys, monkeypatch):
+    """The wiring only (the plane itself: tests/inference/test_hemispheres.py): the first scan gets a plane through
+    world x = 0, the second none (the tiny model's labels find too few brain structures for a real one)."""
+    import synthseg.inference.segmenter as segmenter_module
+    from synthseg.inference.hemispheres import MidsagittalPlane, NoMidsagittalPlane
+
+    _inputs(tmp_path, phantom_t1, n=2)
+    planes = iter([MidsagittalPlane((1.0, 0.0, 0.0), 0.0, 0.7), NoMidsagittalPlane("a reason")])
+
+    def fake_plane(probs, affine):
+        plane = next(planes)
+        if isinstance(plane, Exception):
+            raise plane
+        return plane
+
+    monkeypatch.setattr(segmenter_module, "midsagittal_plane", fake_plane)
+    out = tmp_path / "out"
+    assert main(["segment", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_model), "--device", "cpu",
+                 "--no-tta", "--hemispheres", "--volumes", str(tmp_path / "vol.csv"), "--qc"]) == 0
+    assert "scan1.nii.gz: warning: hemispheres not split: a reason" in capsys.readouterr().err
+    rows = list(csv.DictReader(open(tmp_path / "vol.csv", encoding="utf-8")))
+    assert list(rows[0])[-2:] == ["Hippo_left", "Hippo_right"] and len(rows[0]) == 1 + 17 + 24
+    split = json.loads((out / "scan0_qc.json").read_text(encoding="utf-8"))["hemispheres"]
+    assert split["plane"]["normal_ras"] == [1.0, 0.0, 0.0]
+    for short in ("GM", "WM", "CSF", "Thal", "Hippo"):  # the structure's volume, split
+        left, right = float(rows[0][f"{short}_left"]), float(rows[0][f"{short}_right"])
+        assert left == split["left"][short] and left + right == pytest.approx(float(rows[0][short]), abs=2e-3)
+    assert rows[1]["GM_left"] == "" and "hemispheres" not in json.loads((out / "scan1_qc.json").read_text())
+
+
 def test_missing_inputs_leave_nothing_behind(tmp_path, tiny_model, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code = main(["segment", "missing.nii.gz", "--model", str(tiny_model), "--device", "cpu"])

@@ -325,6 +325,9 @@ def test_bad_options_are_refused_before_the_model_loads(option, message):
 
 def test_flip_tta_is_on_by_default_and_makes_predictions_mirror_equivariant(segmenter, tiny_model):
     assert segmenter.tta and not Segmenter(tiny_model, device="cpu", tta=False).tta
+    assert segmenter._flips() == (False, True) and Segmenter(tiny_model, device="cpu", tta=False)._flips() == (False,)
+    # volumes per hemisphere always get the mirrored pass: no side favoured by the network's own asymmetry
+    assert Segmenter(tiny_model, device="cpu", tta=False, hemispheres=True)._flips() == (False, True)
     rng = np.random.default_rng(0)
     work = rng.random((32, 24, 20), dtype=np.float32)  # one window along the flipped axis: no padding there
     net, mirror = segmenter.loaded.network, np.ascontiguousarray(work[::-1])
