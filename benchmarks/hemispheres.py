@@ -57,7 +57,7 @@ def reference_sides(ref: np.ndarray, mapping: str) -> tuple[np.ndarray, np.ndarr
     """The reference on the 16 structures' ids, and its side per voxel (0 none, 1 left, 2 right)."""
     from synthseg.labels.mapping import apply_mapping, load_mapping
 
-    sides = {c: "left" for c in ASEG_LEFT} | {c: "right" for c in ASEG_RIGHT} if mapping == "aseg" else muse_sides()
+    sides = ({c: "left" for c in ASEG_LEFT} | {c: "right" for c in ASEG_RIGHT}) if mapping == "aseg" else muse_sides()
     codes = np.unique(ref)
     side = np.zeros(ref.shape, np.uint8)
     for code in codes:
