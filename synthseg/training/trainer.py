@@ -27,7 +27,7 @@ from synthseg.labels.protocol import NUM_CLASSES
 from synthseg.networks import adapt_kernels, build_network, count_parameters
 from synthseg.synthesis.generator import Generator
 from synthseg.templates.library import load_templates, phantom_templates
-from synthseg.training.checkpoint import load_latest, mark_best, save_checkpoint
+from synthseg.training.checkpoint import load_latest, mark_best, read_checkpoint, save_checkpoint
 from synthseg.training.config import TrainConfig
 from synthseg.training.export import CARD, WEIGHTS
 
@@ -204,10 +204,7 @@ class Trainer:
             state, path = found
         else:
             path = Path(resume)
-            try:
-                state = torch.load(path, map_location="cpu", weights_only=False)
-            except Exception as error:
-                raise SynthSegError(f"cannot read checkpoint ({error})", path) from None
+            state = read_checkpoint(path)
             if "averaged_from" in state:
                 raise SynthSegError("an average of checkpoints, not a training state to resume: export it "
                                     "(synthseg export) and start a run from the export with model.init_weights", path)
