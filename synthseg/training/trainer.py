@@ -90,6 +90,8 @@ class Trainer:
         if loop.threads > 0:
             torch.set_num_threads(loop.threads)
         self._seed_everything(loop.seed + 1000 * self.rank)
+        # before the templates and the generator: a teacher that cannot serve is refused in a second
+        self.teacher = self._load_teacher() if config.distill.weight > 0 else None
         train, validation, recipe = load_template_split(config)
         self.template_names = [t.name for t in train]
         self.holdout_names = list(config.data.holdout)  # truly unseen: only what the config holds out
@@ -106,7 +108,6 @@ class Trainer:
 
         self.loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, lambda_dice=config.optim.dice_weight,
                                   lambda_ce=config.optim.ce_weight)
-        self.teacher = self._load_teacher() if config.distill.weight > 0 else None
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.optim.lr,
                                            weight_decay=config.optim.weight_decay)
         o = config.optim

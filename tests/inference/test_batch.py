@@ -30,7 +30,7 @@ def test_batch_with_a_corrupt_file_finishes_the_others(tmp_path, phantom_t1, tin
     corrupt.write_bytes(b"\x1f\x8b garbage")
     out = tmp_path / "out"
     code = main(["segment", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_model), "--device", "cpu",
-                 "--volumes", str(tmp_path / "vol.csv"), "--qc", "--png"])
+                 "--no-tta", "--volumes", str(tmp_path / "vol.csv"), "--qc", "--png"])
     err = capsys.readouterr().err
     assert code == 1 and "broken.nii.gz" in err and err.count("failed:") == 1
     for path in inputs:
@@ -91,7 +91,7 @@ def test_missing_inputs_leave_nothing_behind(tmp_path, tiny_model, capsys, monke
 
 def test_skip_existing_really_skips_and_existing_outputs_are_protected(tmp_path, phantom_t1, tiny_model, capsys):
     inputs = _inputs(tmp_path, phantom_t1, n=2)
-    args = ["segment", *map(str, inputs), "--model", str(tiny_model), "--device", "cpu"]
+    args = ["segment", *map(str, inputs), "--model", str(tiny_model), "--device", "cpu", "--no-tta"]
     assert main(args) == 0
     output = inputs[0].parent / "scan0_dseg.nii.gz"  # next to the input when -o is omitted
     before = output.stat().st_mtime_ns
@@ -185,7 +185,8 @@ sys.exit(main(sys.argv[1:]))
 def test_interrupted_run_leaves_no_partial_output_and_skip_existing_completes_it(tmp_path, phantom_t1, tiny_model):
     _inputs(tmp_path, phantom_t1, n=3)
     out = tmp_path / "out"
-    args = ["segment", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_model), "--device", "cpu"]
+    args = ["segment", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_model), "--device", "cpu",
+            "--no-tta"]
     proc = subprocess.run([sys.executable, "-c", KILL_ON_SECOND, *args], capture_output=True)
     assert proc.returncode == -signal.SIGKILL
     visible = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
@@ -203,7 +204,7 @@ def test_torchrun_splits_inputs_and_merges_one_volumes_csv(tmp_path, phantom_t1,
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
                            f"--master_port={free_port()}", "-m", "synthseg.cli.main", "segment", str(tmp_path / "in"),
                            "-o", str(out), "--model", str(tiny_model), "--device", "cpu",
-                           "--volumes", str(tmp_path / "vol.csv")], capture_output=True, encoding="utf-8", env=env,
+                           "--no-tta", "--volumes", str(tmp_path / "vol.csv")], capture_output=True, encoding="utf-8", env=env,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(p.name for p in out.glob("*_dseg.nii.gz")) == [f"scan{i}_dseg.nii.gz" for i in range(3)]

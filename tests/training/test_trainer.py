@@ -20,7 +20,7 @@ from tests.conftest import free_port
 TINY = ["data.templates=phantom", "generator.patch_size=[32,32,32]", "generator.spacing=4.0",
         "generator.partial_volume_probability=0", "model.channels=[4,8,16]", "model.strides=[2,2]",
         "loop.val_samples=1", "loop.png_every=0", "loop.log_every=1", "optim.lr=0.01", "optim.warmup_steps=2",
-        "loop.threads=1"]
+        "loop.threads=2"]
 
 
 def _config(*extra):
@@ -114,24 +114,20 @@ def test_soft_cross_entropy_known_values():
     assert float(soft_cross_entropy(probabilities.log(), probabilities)) == pytest.approx(float(entropy))
 
 
-def test_distillation_alone_pulls_the_student_towards_the_teacher(tmp_path):
-    Trainer(_config("loop.steps=15", "loop.val_every=15"), tmp_path / "a", progress=False).run()
-    export_model(list_checkpoints(tmp_path / "a" / "checkpoints")[-1], tmp_path / "teacher", fp16=False)
+def test_distillation_alone_pulls_the_student_towards_the_teacher(tiny_model, tmp_path):
     student = _config("loop.steps=25", "loop.val_every=25", "generator.mode=t2", "optim.dice_weight=0",
-                      "optim.ce_weight=0", f"distill.teacher={tmp_path / 'teacher'}", "distill.weight=1")
-    Trainer(student, tmp_path / "b", progress=False).run()
-    rows = (tmp_path / "b" / "log.csv").read_text(encoding="utf-8").splitlines()
+                      "optim.ce_weight=0", f"distill.teacher={tiny_model}", "distill.weight=1")
+    Trainer(student, tmp_path, progress=False).run()
+    rows = (tmp_path / "log.csv").read_text(encoding="utf-8").splitlines()
     column = rows[0].split(",").index("distill")
     distill = [float(r.split(",")[column]) for r in rows[1:]]
     assert np.mean(distill[-5:]) < 0.8 * np.mean(distill[:5])
 
 
-def test_teacher_at_another_voxel_size_is_refused(tmp_path):
-    Trainer(_config("loop.steps=1", "loop.val_every=1"), tmp_path / "a", progress=False).run()
-    export_model(list_checkpoints(tmp_path / "a" / "checkpoints")[-1], tmp_path / "teacher")
+def test_teacher_at_another_voxel_size_is_refused(tiny_model, tmp_path):
     with pytest.raises(SynthSegError, match="teacher works at 4.0 mm, training at 2.0 mm"):
-        Trainer(_config("generator.spacing=2.0", f"distill.teacher={tmp_path / 'teacher'}", "distill.weight=1"),
-                tmp_path / "b", progress=False)
+        Trainer(_config("generator.spacing=2.0", f"distill.teacher={tiny_model}", "distill.weight=1"), tmp_path,
+                progress=False)
 
 
 KILL_SCRIPT = """
@@ -184,7 +180,7 @@ def test_sigterm_saves_a_checkpoint_then_exits(tmp_path):
 
 def test_two_process_ddp_run_completes(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    sets = [arg for o in TINY + ["loop.steps=3", "loop.val_every=3"] for arg in ("--set", o)]
+    sets = [arg for o in TINY + ["loop.threads=1", "loop.steps=3", "loop.val_every=3"] for arg in ("--set", o)]
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
                            f"--master_port={free_port()}",
                            "-m", "synthseg.cli.main", "train", "-o", str(tmp_path), *sets],
