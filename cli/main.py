@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hemispheres", action="store_true",
                    help="also split the 12 brain structures' volumes into left and right by the mid-sagittal plane "
                         "(found for mirror symmetry; the volumes CSV gains <structure>_left/_right columns, _qc.json "
-                        "the plane); about 1 s a scan, and the left/right mirrored pass even with --no-tta")
+                        "the plane, and <stem>_hemi.nii.gz marks each brain voxel 1 left or 2 right); about 1 s a "
+                        "scan, and the left/right mirrored pass even with --no-tta")
     p.add_argument("--modality", default="auto", choices=["auto", "mr", "ct"],
                    help="intensity handling: auto recognises CT from its Hounsfield range; ct also reads "
                         "HU + 1024 and Cormack units")

@@ -91,7 +91,7 @@ def listed_paths(lines: Sequence[str], csv_file: bool = False) -> list[str]:
 
 def _is_output(path: Path) -> bool:
     name = path.name.lower()
-    return "_dseg." in name or "_probseg." in name
+    return any(ending in name for ending in ("_dseg.", "_probseg.", "_hemi."))
 
 
 def output_targets(path: Path, out: Path | None) -> dict[str, Path]:

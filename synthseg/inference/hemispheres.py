@@ -8,6 +8,9 @@ each brain voxel's mirror image carries its label. Against the lateralised refer
 (FreeSurfer's bert, 21 IXI scans against DLMUSE) the plane puts 99.4 % of the cortex's reference voxels and all of
 the deep nuclei's on their own side, turned heads too (`python benchmarks/hemispheres.py`, `benchmarks/RESULTS.md`).
 
+:func:`hemisphere_map` marks each brain voxel of a label map with its side (``_hemi.nii.gz``), which with the
+labels reads as a lateralised segmentation.
+
 Which side is left comes from the header: world coordinates are RAS, +x the subject's right. A header whose
 left and right are swapped swaps them here too, as it does in every viewer.
 """
@@ -24,6 +27,7 @@ from synthseg.inference.pose import MIN_STRUCTURES, structure_centroids
 from synthseg.labels.protocol import STRUCTURES
 
 BRAIN_IDS = tuple(range(1, 13))  # cortex … hippocampus: the structures split by hemisphere
+LEFT, RIGHT = 1, 2  # the values of a hemisphere map (:func:`hemisphere_map`); 0 is every voxel outside BRAIN_IDS
 SYMMETRY_POINTS = 40_000  # brain voxels sampled for the symmetry score (seeded: the same plane every run)
 # a plane turned further than this from the header's left-right axis is no mid-sagittal plane to trust
 # (not a head, or a header whose axes are mislabelled)
@@ -48,14 +52,18 @@ class MidsagittalPlane:
 
     def right_of(self, shape: Sequence[int], affine: np.ndarray) -> np.ndarray:
         """Boolean mask over a grid (``shape``, ``affine``): True where a voxel's centre lies right of the plane."""
-        affine = np.asarray(affine, dtype=np.float64)
-        weights = np.asarray(self.normal) @ affine[:3, :3]  # signed distance = Σ weights·index + constant
-        distance = np.full(tuple(shape), float(np.asarray(self.normal) @ affine[:3, 3]) - self.offset_mm,
-                           dtype=np.float32)
+        weights, constant = self.distance_terms(affine)
+        distance = np.full(tuple(shape), constant, dtype=np.float32)
         for axis, (n, weight) in enumerate(zip(shape, weights)):
-            distance += (np.arange(n, dtype=np.float32) * np.float32(weight)).reshape(
-                [-1 if a == axis else 1 for a in range(3)])
+            distance += (np.arange(n, dtype=np.float32) * weight).reshape([-1 if a == axis else 1 for a in range(3)])
         return distance > 0
+
+    def distance_terms(self, affine: np.ndarray) -> tuple[np.ndarray, np.float32]:
+        """``(weights, constant)``: a voxel's signed distance (mm, positive to the right) from the plane is
+        ``Σ weights[axis] · index[axis] + constant`` on the grid of ``affine`` (float32, as the masks use it)."""
+        affine = np.asarray(affine, dtype=np.float64)
+        normal = np.asarray(self.normal)
+        return (normal @ affine[:3, :3]).astype(np.float32), np.float32(normal @ affine[:3, 3] - self.offset_mm)
 
     def tilt_degrees(self) -> float:
         """Angle between the plane's normal and the header's left-right axis."""
@@ -148,3 +156,16 @@ def hemisphere_volumes(sources: Sequence[tuple[np.ndarray, np.ndarray]], plane: 
     sides /= len(sources)
     return {side: {STRUCTURES[s].short: round(float(v), 3) for s, v in zip(BRAIN_IDS, row)}
             for side, row in zip(("left", "right"), sides)}
+
+
+def hemisphere_map(labels: np.ndarray, affine: np.ndarray, plane: MidsagittalPlane) -> np.ndarray:
+    """A uint8 map on the labels' grid: ``LEFT`` (1) or ``RIGHT`` (2) where ``labels`` holds a brain structure
+    (``BRAIN_IDS``), 0 elsewhere; with the labels, it reads as a lateralised segmentation (``_hemi.nii.gz``)."""
+    brain = np.nonzero((labels >= BRAIN_IDS[0]) & (labels <= BRAIN_IDS[-1]))  # only these: a fine grid stays cheap
+    weights, constant = plane.distance_terms(affine)
+    distance = np.full(len(brain[0]), constant, dtype=np.float32)
+    for index, weight in zip(brain, weights):  # the sums of right_of, in its order: the same side on its edge
+        distance += index.astype(np.float32) * weight
+    sides = np.zeros(labels.shape, dtype=np.uint8)
+    sides[brain] = np.where(distance > 0, RIGHT, LEFT)
+    return sides

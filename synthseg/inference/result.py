@@ -41,6 +41,9 @@ class SegmentationResult:
     # hemispheres=True: {"plane": the mid-sagittal plane (MidsagittalPlane.as_dict), "left"/"right": the brain
     # structures' expected volumes (ml) on either side}; None when not asked for or no plane was found
     hemispheres: dict | None = None
+    # with it, the labels' sides on the output grid (uint8: 1 left, 2 right, 0 outside the 12 brain structures;
+    # :func:`synthseg.inference.hemispheres.hemisphere_map`), written as ``_hemi.nii.gz``
+    hemisphere_map: nib.Nifti1Image | None = None
 
     @property
     def brain_confidence(self) -> float:
@@ -66,7 +69,8 @@ class SegmentationResult:
                 "warnings": self.warnings, "brain_confidence": self.brain_confidence}
 
     def save(self, destination: str | Path, stem: str | None = None, qc: bool = False) -> dict[str, Path]:
-        """Write the labels (plus posteriors and ``_qc.json`` when present/asked) where :func:`output_paths` says.
+        """Write the labels (plus posteriors, the hemisphere map and ``_qc.json`` when present/asked) where
+        :func:`output_paths` says.
 
         ``destination`` is a folder, or the label map's own ``.nii``/``.nii.gz`` path. The label map is
         written last, so its presence means the whole output is complete.
@@ -78,6 +82,10 @@ class SegmentationResult:
         if self.posteriors is not None:
             written["posteriors"] = paths["posteriors"]
             write_atomic(paths["posteriors"], lambda tmp: nib.save(self.posteriors, str(tmp)), suffix=".nii.gz")
+        if self.hemisphere_map is not None:
+            written["hemispheres"] = paths["hemispheres"]
+            save_image(Image(np.asanyarray(self.hemisphere_map.dataobj), self.hemisphere_map.affine,
+                             self.hemisphere_map.header), paths["hemispheres"], dtype=np.uint8, protect=protect)
         if qc:
             written["qc"] = paths["qc"]
             summary = {**self.what_was_done(), "volumes_ml": self.volumes, "structures": self.qc}
@@ -106,9 +114,10 @@ def names_label_file(destination: str | Path) -> bool:
 
 
 def output_paths(destination: str | Path, stem: str) -> dict[str, Path]:
-    """Where a result's files go (labels, posteriors, qc, png).
+    """Where a result's files go (labels, posteriors, hemispheres, qc, png).
 
-    A folder gets ``<stem>_dseg.nii.gz``, ``<stem>_probseg.nii.gz``, ``<stem>_qc.json``, ``<stem>_dseg.png``.
+    A folder gets ``<stem>_dseg.nii.gz``, ``<stem>_probseg.nii.gz``, ``<stem>_hemi.nii.gz``, ``<stem>_qc.json``,
+    ``<stem>_dseg.png``.
     A ``.nii``/``.nii.gz`` path is the label map itself; the other files go beside it, named after it
     (``seg.nii.gz`` → ``seg_probseg.nii.gz``; a ``_dseg`` ending is dropped first, as in BIDS).
     """
@@ -119,5 +128,6 @@ def output_paths(destination: str | Path, stem: str) -> dict[str, Path]:
         stem = stem[: -len("_dseg")] if stem.endswith("_dseg") else stem
     else:
         folder, labels = destination, destination / f"{stem}_dseg.nii.gz"
-    return {"labels": labels, "posteriors": folder / f"{stem}_probseg.nii.gz", "qc": folder / f"{stem}_qc.json",
+    return {"labels": labels, "posteriors": folder / f"{stem}_probseg.nii.gz",
+            "hemispheres": folder / f"{stem}_hemi.nii.gz", "qc": folder / f"{stem}_qc.json",
             "png": folder / f"{stem}_dseg.png"}

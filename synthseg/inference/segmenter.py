@@ -38,7 +38,7 @@ from synthseg.io.image import MAX_VOXELS, Image, load_image, looks_like_label_ma
 from synthseg.inference.experts import FineGrid, choose_expert, contrast_signature, signature_as_list
 from synthseg.inference.pose import (MAX_RESIDUAL_MM, POSE_READS, POSE_REREAD_DEGREES, POSE_TURN_DEGREES,
                                     head_rotation, rotation_degrees, structure_centroids, turned_grid)
-from synthseg.inference.hemispheres import NoMidsagittalPlane, hemisphere_volumes, midsagittal_plane
+from synthseg.inference.hemispheres import NoMidsagittalPlane, hemisphere_map, hemisphere_volumes, midsagittal_plane
 from synthseg.inference.memory import memory_mark, memory_needed, room_since
 from synthseg.inference.model import LoadedModel, load_model
 from synthseg.inference.preprocessing import (CT_SCALE_NAMES, MODALITIES, bias_corrected, clip_outliers, ct_scale,
@@ -214,7 +214,16 @@ class Segmenter:
             timings["cleanup_s"] = time.perf_counter() - t
         label_img = image.with_data(labels.astype(np.uint8), out_affine).to_nifti(np.uint8)
         volumes = soft_volumes(sources)
-        hemispheres = self._hemispheres(sources, warnings, timings) if self.hemispheres else None
+        hemispheres = hemi_img = None
+        if self.hemispheres:  # the plane from the first working grid; the cleaned labels' sides on the output grid
+            t = time.perf_counter()
+            try:
+                plane = midsagittal_plane(*sources[0])
+                hemispheres = {"plane": plane.as_dict(), **hemisphere_volumes(sources, plane)}
+                hemi_img = image.with_data(hemisphere_map(labels, out_affine, plane), out_affine).to_nifti(np.uint8)
+            except NoMidsagittalPlane as reason:
+                warnings.append(f"hemispheres not split: {reason}")
+            timings["hemispheres_s"] = time.perf_counter() - t
         qc = self._qc(first_grid, volumes)
         stripped = looks_skull_stripped(volumes)
         if stripped:
@@ -222,7 +231,7 @@ class Segmenter:
         timings["total_s"] = time.perf_counter() - start
         return SegmentationResult(label_img, volumes, qc, modality, {k: round(v, 3) for k, v in timings.items()},
                                   post_img, image.path, warnings=warnings, expert=chosen, skull_stripped=stripped,
-                                  bias_corrected=corrected, pose=pose, hemispheres=hemispheres,
+                                  bias_corrected=corrected, pose=pose, hemispheres=hemispheres, hemisphere_map=hemi_img,
                                   signature=None if signature is None else signature_as_list(signature))
 
     def output_grid(self, image: Image) -> tuple[tuple[int, ...], np.ndarray]:
@@ -566,20 +575,6 @@ class Segmenter:
             self.device = torch.device("cpu")
             probs = run(self.device)
         return probs[0].float().numpy()
-
-    @staticmethod
-    def _hemispheres(sources: Sequence[tuple[np.ndarray, np.ndarray]], warnings: list[str],
-                     timings: dict[str, float]) -> dict | None:
-        """The mid-sagittal plane, found on the first working grid, and the brain volumes on either side of it."""
-        t = time.perf_counter()
-        split = None
-        try:
-            plane = midsagittal_plane(*sources[0])
-            split = {"plane": plane.as_dict(), **hemisphere_volumes(sources, plane)}
-        except NoMidsagittalPlane as reason:
-            warnings.append(f"hemispheres not split: {reason}")
-        timings["hemispheres_s"] = time.perf_counter() - t
-        return split
 
     def _qc(self, probs: np.ndarray, volumes: dict[str, float]) -> dict[str, dict]:
         """Mean confidence inside each predicted structure and a volume plausibility flag."""

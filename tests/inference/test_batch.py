@@ -80,6 +80,13 @@ def test_hemispheres_add_left_and_right_volumes_to_the_csv_and_the_plane_to_the_
         left, right = float(rows[0][f"{short}_left"]), float(rows[0][f"{short}_right"])
         assert left == split["left"][short] and left + right == pytest.approx(float(rows[0][short]), abs=2e-3)
     assert rows[1]["GM_left"] == "" and "hemispheres" not in json.loads((out / "scan1_qc.json").read_text())
+    labels, sides = nib.load(str(out / "scan0_dseg.nii.gz")), nib.load(str(out / "scan0_hemi.nii.gz"))
+    assert sides.get_data_dtype() == np.uint8 and np.array_equal(sides.affine, labels.affine)
+    brain = np.isin(np.asarray(labels.dataobj), range(1, 13))
+    world_x = nib.affines.apply_affine(sides.affine, np.argwhere(brain))[:, 0]
+    assert np.array_equal(np.asarray(sides.dataobj)[brain], np.where(world_x > 0, 2, 1))  # 1 left, 2 right
+    assert not np.asarray(sides.dataobj)[~brain].any() and not (out / "scan1_hemi.nii.gz").exists()
+    assert collect_inputs([out])[0] == []  # outputs are never taken for inputs
 
 
 def test_missing_inputs_leave_nothing_behind(tmp_path, tiny_model, capsys, monkeypatch):

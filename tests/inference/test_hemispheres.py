@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthseg.inference.hemispheres import (MidsagittalPlane, NoMidsagittalPlane, hemisphere_volumes,
-                                            midsagittal_plane)
+from synthseg.inference.hemispheres import (BRAIN_IDS, LEFT, RIGHT, MidsagittalPlane, NoMidsagittalPlane,
+                                            hemisphere_map, hemisphere_volumes, midsagittal_plane)
 from synthseg.io.geometry import resample_to_grid
 from synthseg.labels.protocol import NUM_CLASSES, STRUCTURES
 
@@ -44,6 +44,22 @@ def test_right_of_follows_the_world_not_the_voxel_axes():
     right = plane.right_of((8, 2, 2), lps)
     assert right[:, 0, 0].tolist() == [True, True, False, False, False, False, False, False]  # world x 4, 3 > 2
     assert plane.right_of((8, 2, 2), np.eye(4))[:, 1, 1].tolist() == [False] * 3 + [True] * 5
+
+
+@pytest.mark.parametrize("degrees", [0, 20])
+def test_the_hemisphere_map_sides_the_brain_and_nothing_else(phantom_small, degrees):
+    labels, affine = phantom_small
+    grid = turned(affine, degrees, 2)
+    on_grid = resample_to_grid(labels, affine, labels.shape, grid, order=0).astype(np.int64)
+    plane = MidsagittalPlane((0.96, 0.28, 0.0), 1.5, 1.0)  # oblique to every voxel axis once the grid is turned
+    sides = hemisphere_map(on_grid, grid, plane)
+    brain = np.isin(on_grid, BRAIN_IDS)
+    assert sides.dtype == np.uint8 and sides.shape == on_grid.shape and set(np.unique(sides)) == {0, LEFT, RIGHT}
+    assert np.array_equal(sides == 0, ~brain)
+    assert np.array_equal(sides == RIGHT, brain & plane.right_of(on_grid.shape, grid))  # the very mask, edge too
+    world_x = (np.argwhere(sides == RIGHT) @ grid[:3, :3].T + grid[:3, 3]) @ np.asarray(plane.normal)
+    assert world_x.min() > plane.offset_mm
+    assert 0.4 < (sides == RIGHT).sum() / brain.sum() < 0.6
 
 
 def test_volumes_per_hemisphere_add_up_and_mirror_a_symmetric_head(phantom_small):

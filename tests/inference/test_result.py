@@ -23,7 +23,8 @@ def _result(source: Path | None = None, posteriors: bool = False) -> Segmentatio
 
 @pytest.mark.parametrize("destination, expected", [
     ("out", {"labels": "out/scan_dseg.nii.gz", "posteriors": "out/scan_probseg.nii.gz", "qc": "out/scan_qc.json"}),
-    ("out/sub01_dseg.nii.gz", {"labels": "out/sub01_dseg.nii.gz", "posteriors": "out/sub01_probseg.nii.gz"}),
+    ("out/sub01_dseg.nii.gz", {"labels": "out/sub01_dseg.nii.gz", "posteriors": "out/sub01_probseg.nii.gz",
+                               "hemispheres": "out/sub01_hemi.nii.gz"}),
     ("out/seg.nii", {"labels": "out/seg.nii", "qc": "out/seg_qc.json", "png": "out/seg_dseg.png"}),
 ])
 def test_output_paths_for_a_folder_or_the_label_file_itself(destination, expected):
@@ -45,8 +46,12 @@ def test_brain_confidence_is_the_mean_over_the_twelve_brain_structures():
 
 def test_save_writes_every_output_with_the_labels_header_and_the_qc_summary(tmp_path):
     result = _result(source=tmp_path / "scan.nii.gz", posteriors=True)
+    sides = np.isin(np.asarray(result.labels.dataobj), range(1, 13)).astype(np.uint8)
+    result.hemisphere_map = nib.Nifti1Image(sides, result.labels.affine)
     paths = result.save(tmp_path / "out", qc=True)
-    assert set(paths) == {"labels", "posteriors", "qc"} and all(p.is_file() for p in paths.values())
+    assert set(paths) == {"labels", "posteriors", "hemispheres", "qc"} and all(p.is_file() for p in paths.values())
+    assert paths["hemispheres"].name == "scan_hemi.nii.gz"
+    assert np.array_equal(np.asarray(nib.load(str(paths["hemispheres"])).dataobj), sides)
     labels = nib.load(str(paths["labels"]))
     assert labels.get_data_dtype() == np.uint8 and np.allclose(labels.affine, result.labels.affine)
     assert np.array_equal(np.asarray(labels.dataobj), np.asarray(result.labels.dataobj))
