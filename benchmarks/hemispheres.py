@@ -15,6 +15,8 @@ lateralised reference labels of the dev scans — FreeSurfer's bert (aseg's Left
   (left − right over their mean, from the split expected volumes) and the reference's — whether the split
   carries the subjects' own asymmetries or only noise — and both indices' means (a network that draws one side
   larger than the other shows here; the flip of the test-time augmentation cancels that);
+- *map side accuracy*: of a structure's lateralised reference voxels that the ``_hemi.nii.gz`` map
+  (``result.hemisphere_map``, on the scan's grid) marks as brain, the share it marks on their own side;
 - *turned heads*: the same scans resampled turned about the anterior-posterior (roll) and inferior-superior (yaw)
   axes, which turn the plane in voxel space (`real_robustness.py`'s ``tilt``);
 - *contrast*: the planes of the co-registered stroke T1 / T2 / FLAIR (no lateral reference): the angle between
@@ -80,6 +82,7 @@ def score(result, affine: np.ndarray, ref_ids: np.ndarray, ref_side: np.ndarray,
 
     right = MidsagittalPlane.from_dict(result.hemispheres["plane"]).right_of(ref_ids.shape, ref_affine)
     pred = onto_grid(Image(np.asarray(result.labels.dataobj), affine), Image(ref_ids, ref_affine))
+    marked = onto_grid(Image(np.asarray(result.hemisphere_map.dataobj), affine), Image(ref_ids, ref_affine))
     voxel_ml = abs(float(np.linalg.det(ref_affine[:3, :3]))) / 1000.0
     ids = {s.short: s.id for s in STRUCTURES}
     rows = {}
@@ -89,7 +92,9 @@ def score(result, affine: np.ndarray, ref_ids: np.ndarray, ref_side: np.ndarray,
         ref_s, pred_s = (ref_ids == ids[short]) & lateral, (pred == ids[short]) & lateral
         left, right_ref = ref_s & (ref_side == 1), ref_s & (ref_side == 2)
         on_side = int((left & ~right).sum()) + int((right_ref & right).sum())
+        on_map = int((left & (marked == 1)).sum()) + int((right_ref & (marked == 2)).sum())
         rows[short] = {"side_accuracy": on_side / max(1, int(left.sum() + right_ref.sum())),
+                       "map_side_accuracy": on_map / max(1, int(((left | right_ref) & (marked > 0)).sum())),
                        "lateral_dice": (dice(pred_s & ~right, left) + dice(pred_s & right, right_ref)) / 2,
                        "merged_dice": dice(pred_s, ref_s),
                        "ref_ml": {"left": float(left.sum()) * voxel_ml, "right": float(right_ref.sum()) * voxel_ml},
@@ -187,7 +192,7 @@ def summary(rows: list[dict]) -> list[str]:
             lines.append("  centroid plane alone, side:" if these else "")
             lines.append("  " + " " * 7 + " ".join(
                 f"{np.mean([r['centroid_plane_side_accuracy'][s] for r in these]):7.4f}" for s in BILATERAL))
-        for key, label in (("side_accuracy", "side"), ("split", "cost")):
+        for key, label in (("side_accuracy", "side"), ("map_side_accuracy", "map"), ("split", "cost")):
             values = [np.mean([(r["structures"][s]["merged_dice"] - r["structures"][s]["lateral_dice"])
                                if key == "split" else r["structures"][s][key] for r in these]) for s in BILATERAL]
             lines.append(f"  {label:>7}" + " ".join(f"{v:7.4f}" for v in values))
