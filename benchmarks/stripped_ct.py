@@ -35,7 +35,8 @@ def main() -> None:
     parser.add_argument("--templates", default="work/templates/aseg-charm")
     args = parser.parse_args()
     header("skull-stripped CT under --modality auto")
-    from synthseg.inference.segmenter import INTRACRANIAL, Segmenter
+    from synthseg.inference.segmenter import Segmenter
+    from synthseg.labels.protocol import INTRACRANIAL
     from synthseg.io.image import Image, load_image
 
     print("1. auto decision")

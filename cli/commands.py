@@ -34,6 +34,42 @@ def checked_output_folder(path: str | Path, create: bool = True) -> Path:
     return folder
 
 
+def checked_csv_path(path: str | Path, option: str) -> Path:
+    """A CSV file to write, its folder made, or a one-line error before any work."""
+    path = Path(path)
+    if path.is_dir():
+        raise SynthSegError(f"{option} names a folder; give a .csv file", path)
+    try:
+        checked_output_folder(path.parent)
+    except SynthSegError as error:
+        raise SynthSegError(f"cannot write the volumes CSV ({error})", path) from None
+    return path
+
+
+def cmd_volumes(args: Namespace) -> int:
+    from synthseg.evaluation.volumes import label_maps_in, stored_volumes, volumes_csv
+    from synthseg.io.image import write_atomic
+
+    output = checked_csv_path(args.output, "-o") if args.output else None
+    paths, failed = label_maps_in(args.inputs, recursive=args.recursive)
+    rows = []
+    for path in paths:
+        try:
+            rows.append(stored_volumes(path))
+        except SynthSegError as error:
+            failed.append(str(error))
+    if rows:
+        text = volumes_csv(rows)
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            write_atomic(output, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+            print(f"volumes of {len(rows)} label map(s): {output}")
+    for error in failed:
+        _err(f"failed: {error}")
+    return 1 if failed else 0
+
+
 def cmd_labels(args: Namespace) -> int:
     from synthseg.labels.protocol import structure_table
 
@@ -59,6 +95,7 @@ def cmd_models(args: Namespace) -> int:
 # ---------------------------------------------------------------------------- segment
 def cmd_segment(args: Namespace) -> int:
     from synthseg.inference import batch
+    from synthseg.evaluation.volumes import volumes_csv
     from synthseg.inference.result import names_label_file
     from synthseg.inference.segmenter import Segmenter, check_options
 
@@ -78,12 +115,7 @@ def cmd_segment(args: Namespace) -> int:
     batch.check_output(out, len(inputs))
     out_folder = None if out is None else (out.parent if names_label_file(out) else out)
     if args.volumes:  # checked (and its folder made) before the outputs' folder, before any work
-        if Path(args.volumes).is_dir():
-            raise SynthSegError("--volumes names a folder; give a .csv file", args.volumes)
-        try:
-            checked_output_folder(Path(args.volumes).parent)
-        except SynthSegError as error:
-            raise SynthSegError(f"cannot write the volumes CSV ({error})", args.volumes) from None
+        checked_csv_path(args.volumes, "--volumes")
     if out_folder is not None:
         checked_output_folder(out_folder)
     segmenters: list[Segmenter] = []
@@ -119,7 +151,7 @@ def cmd_segment(args: Namespace) -> int:
     if args.volumes and report.rows:
         from synthseg.io.image import write_atomic
 
-        text = batch.volumes_csv(report.rows)
+        text = volumes_csv(report.rows)
         write_atomic(Path(args.volumes), lambda tmp: tmp.write_text(text, encoding="utf-8"))
     options = {k: v for k, v in vars(args).items() if k != "command"}
     prov_folder = out_folder or (Path(inputs[0]).parent if inputs else None)  # no input found: nowhere to write

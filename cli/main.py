@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--recursive", action="store_true", help="search input folders recursively")
 
+    p = sub.add_parser("volumes", help="structure volumes of label maps already written (counted voxels; per side "
+                                       "with their _hemi map), as segment --volumes writes them")
+    p.add_argument("inputs", nargs="+", metavar="LABELS", help="label maps, or folders of *_dseg.nii.gz files")
+    p.add_argument("-o", "--output", help="CSV file to write (default: print the CSV)")
+    p.add_argument("--recursive", action="store_true", help="look for label maps in sub-folders too")
+
     p = sub.add_parser("labels", help="print the 16 output structures (or a viewer LUT)")
     p.add_argument("--format", default="text", choices=["text", "json", "tsv", "fslut", "itksnap"])
 

@@ -4,7 +4,6 @@ others, skip/overwrite rules, a volumes CSV for the whole batch, a provenance JS
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import platform
@@ -19,7 +18,7 @@ import numpy as np
 from synthseg import __version__
 from synthseg.errors import SynthSegError
 from synthseg.io.image import IMAGE_SUFFIXES, is_dicom_folder, is_image_path, write_atomic
-from synthseg.labels.protocol import STRUCTURES, structure_table
+from synthseg.labels.protocol import structure_table
 from synthseg.inference.result import names_label_file, output_paths, output_stem
 from synthseg.inference.segmenter import Segmenter
 
@@ -195,20 +194,6 @@ def _write_png(path: Path, result, png: Path) -> None:
     labels = nib.as_closest_canonical(result.labels)
     save_png([montage(np.asarray(canon.dataobj)), montage(np.asarray(canon.dataobj), np.asarray(labels.dataobj))],
              png)
-
-
-def volumes_csv(rows: Sequence[dict]) -> str:
-    """One row per input: the 16 structures' volumes and ICV (ml), then, where any row has them, the brain
-    structures' volumes per hemisphere (``--hemispheres``; empty for an input without a split)."""
-    columns = ["input"] + [s.short for s in STRUCTURES[1:]] + ["ICV"]
-    columns += [f"{s.short}_{side}" for s in STRUCTURES[1:13] for side in ("left", "right")
-                if any(f"{s.short}_{side}" in row for row in rows)]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in sorted(rows, key=lambda r: r["input"]):
-        writer.writerow(row)
-    return buffer.getvalue()
 
 
 def provenance(options: dict, segmenter_card: dict | None, device: str, report: BatchReport,

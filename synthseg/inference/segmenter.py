@@ -45,11 +45,10 @@ from synthseg.inference.preprocessing import (CT_SCALE_NAMES, MODALITIES, bias_c
                                               detect_modality, fill_as_background, finite_values, head_box_mask,
                                               n4_unsuitable, normalize, to_hounsfield)
 from synthseg.inference.result import SegmentationResult
-from synthseg.labels.protocol import NUM_CLASSES, STRUCTURES
+from synthseg.labels.protocol import INTRACRANIAL, NUM_CLASSES, STRUCTURES
 from synthseg.synthesis.acquisition import blur
 from synthseg.synthesis.intensity import MR_PERCENTILES, robust_quantiles
 
-INTRACRANIAL = tuple(range(1, 15))  # brain, CSF, dura and vessels: everything inside the skull
 # Skull + rest of head below this fraction of the intracranial volume: the input was skull-stripped. Measured
 # with the session-8 and session-9 models: stripped scans 0.008-0.13 (bert norm.mgz, stroke T1/T2/FLAIR,
 # stripped CT), whole heads 0.9-1.6 (IXI, chris_t1, CT).
