@@ -94,8 +94,8 @@ def cmd_models(args: Namespace) -> int:
 
 # ---------------------------------------------------------------------------- segment
 def cmd_segment(args: Namespace) -> int:
-    from synthseg.inference import batch
     from synthseg.evaluation.volumes import volumes_csv
+    from synthseg.inference import batch
     from synthseg.inference.result import names_label_file
     from synthseg.inference.segmenter import Segmenter, check_options
 
