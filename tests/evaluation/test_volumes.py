@@ -1,4 +1,6 @@
 import csv
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -90,3 +92,12 @@ def test_the_volumes_command_writes_the_good_maps_and_names_the_bad_ones(tmp_pat
     assert capsys.readouterr().out.splitlines()[0].startswith("input,GM,WM,CSF")
     assert main(["volumes", str(tmp_path / "in"), "-o", str(tmp_path)]) == 1  # a folder: refused before any work
     assert "-o names a folder" in capsys.readouterr().err
+
+
+def test_the_volumes_command_never_loads_torch(tmp_path):
+    labels = write_nifti(tmp_path / "a_dseg.nii.gz", _labels(), AFFINE, np.uint8)
+    code = (f"import sys; from synthseg.cli.main import main; assert main(['volumes', {str(labels)!r}]) == 0; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("input,GM")
