@@ -17,11 +17,12 @@ from typing import Sequence
 import numpy as np
 
 from synthseg.errors import SynthSegError
+from synthseg.inference.hemispheres import BRAIN_IDS, LEFT, RIGHT
 from synthseg.inference.result import output_paths
 from synthseg.io.image import Image, read_label_map
 from synthseg.labels.protocol import INTRACRANIAL, NUM_CLASSES, STRUCTURES
 
-SIDE_STRUCTURES = STRUCTURES[1:13]  # the structures a hemisphere map splits (its values: 1 left, 2 right)
+SIDE_STRUCTURES = [STRUCTURES[i] for i in BRAIN_IDS]  # the structures a hemisphere map splits
 
 
 def label_volumes(labels: np.ndarray, affine: np.ndarray) -> dict[str, float]:
@@ -35,9 +36,9 @@ def label_volumes(labels: np.ndarray, affine: np.ndarray) -> dict[str, float]:
 
 def side_volumes(labels: np.ndarray, sides: np.ndarray, affine: np.ndarray) -> dict[str, float]:
     """``{"<structure>_left": ml, "<structure>_right": ml}`` for the brain structures, from a hemisphere map
-    (``sides``: 1 left, 2 right) on the labels' grid."""
-    left = label_volumes(np.where(sides == 1, labels, 0), affine)
-    right = label_volumes(np.where(sides == 2, labels, 0), affine)
+    (``sides``: ``LEFT`` 1, ``RIGHT`` 2) on the labels' grid."""
+    left = label_volumes(np.where(sides == LEFT, labels, 0), affine)
+    right = label_volumes(np.where(sides == RIGHT, labels, 0), affine)
     return {f"{s.short}_{side}": volumes[s.short] for s in SIDE_STRUCTURES
             for side, volumes in (("left", left), ("right", right))}
 
@@ -83,9 +84,9 @@ def _hemisphere_map(path: Path, labels: Image) -> np.ndarray:
     if sides.shape != labels.shape or not np.allclose(sides.affine, labels.affine, atol=1e-3):
         raise SynthSegError(f"is not on its label map's grid ({'x'.join(map(str, sides.shape))} against "
                             f"{'x'.join(map(str, labels.shape))}, or another affine)", path)
-    if sides.data.max() > 2:
-        raise SynthSegError(f"holds value {int(sides.data.max())}; a hemisphere map holds 0, 1 (left), 2 (right)",
-                            path)
+    if sides.data.max() > max(LEFT, RIGHT):
+        raise SynthSegError(f"holds value {int(sides.data.max())}; a hemisphere map holds 0, {LEFT} (left), "
+                            f"{RIGHT} (right)", path)
     return np.asarray(sides.data)
 
 
