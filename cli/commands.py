@@ -124,7 +124,8 @@ def cmd_segment(args: Namespace) -> int:
         segmenters.append(Segmenter(args.model, device=device, tta=args.tta, threads=args.threads,
                                     modality=args.modality, amp=args.amp, experts=args.experts,
                                     cleanup=args.cleanup, pose=args.pose, bias_correct=args.bias_correct,
-                                    voxel_size=args.voxel_size, hemispheres=args.hemispheres))
+                                    voxel_size=args.voxel_size, hemispheres=args.hemispheres,
+                                    contrast=args.contrast))
         return segmenters[0]
 
     report = batch.run_batch(inputs, out, make, posteriors=args.posteriors, qc=args.qc, png=args.png,

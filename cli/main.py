@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "memory left; --no-tta: one pass per network, the fastest)")
     p.add_argument("--experts", action=argparse.BooleanOptionalAction, default=True,
                    help="second pass by the model's contrast expert for the scan, when it has one (default: on)")
+    p.add_argument("--contrast", default="auto",
+                   help="an MR scan's contrast, to segment it with that expert of the model (t1, t2, flair, pd for the "
+                        "shipped one) instead of the one its contrast signature picks (default: auto)")
     p.add_argument("--cleanup", action=argparse.BooleanOptionalAction, default=True,
                    help="give stray islands of cortex, white matter, cerebellar cortex and deep nuclei the label "
                         "around them (default: on; posteriors are left as the network gave them)")

@@ -28,7 +28,9 @@ class SegmentationResult:
     posteriors: nib.Nifti1Image | None = None
     source: Path | None = None
     warnings: list[str] = field(default_factory=list)
-    expert: dict | None = None  # {"contrast", "correlation"} of the second pass, None = general model only
+    # {"contrast", "correlation"} of the second pass ({"contrast", "named": True} when the user named the contrast),
+    # None = general model only
+    expert: dict | None = None
     # mean normalised intensity per experts.SIGNATURE_IDS structure under the first pass, which chose
     # the expert (None: no MR experts, or CT); kept so a route can be checked and rules compared
     signature: list[float | None] | None = None

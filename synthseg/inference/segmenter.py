@@ -106,12 +106,15 @@ class Segmenter:
     def __init__(self, model: str | Path | None = None, device: str = "auto", tta: bool = True,
                  threads: int | None = None, modality: str = "auto", overlap: float = 0.5,
                  amp: str = "auto", experts: bool = True, cleanup: bool = True, pose: bool = True,
-                 bias_correct: bool = False, voxel_size: float | None = None, hemispheres: bool = False) -> None:
+                 bias_correct: bool = False, voxel_size: float | None = None, hemispheres: bool = False,
+                 contrast: str = "auto") -> None:
         check_options(threads=threads, modality=modality, overlap=overlap, amp=amp, voxel_size=voxel_size)
         if threads:
             torch.set_num_threads(int(threads))
         self.device = resolve_device(device)
         self.loaded = load_model(model, self.device, experts=experts)
+        # "auto": an MR scan's expert is chosen from its contrast signature; a contrast name: that MR expert, unasked
+        self.contrast = self._checked_contrast(contrast, experts)
         self.tta = tta
         self.modality = modality
         self.overlap = overlap
@@ -139,7 +142,20 @@ class Segmenter:
         self.bias_correct = options.get("bias_correct", False)
         self.voxel_size = options.get("voxel_size")
         self.hemispheres = options.get("hemispheres", False)
+        self.contrast = "auto"
         return self
+
+    def _checked_contrast(self, contrast: str, experts: bool) -> str:
+        """``contrast`` when the model can honour it: "auto", or one of its MR experts' contrasts."""
+        if contrast == "auto":
+            return contrast
+        names = [e.contrast for e in self.loaded.experts if e.signature is not None]
+        if not experts:
+            raise SynthSegError(f"contrast={contrast!r} names an expert, but experts are off (--no-experts)")
+        if contrast not in names:
+            raise SynthSegError(f"contrast must be 'auto' or one of the model's MR experts ({', '.join(names) or 'none'})"
+                                f", got {contrast!r}", self.loaded.path or "<in-memory model>")
+        return contrast
 
     @property
     def card(self) -> dict:
@@ -171,6 +187,9 @@ class Segmenter:
         out_shape, out_affine = self.output_grid(image)
         t = time.perf_counter()
         data, modality, warnings = self._values(image, self.modality)
+        if modality == "ct" and self.contrast != "auto":
+            raise SynthSegError(f"reads as CT, but contrast={self.contrast!r} names an MR expert (--modality mr if it "
+                                "is an MR scan)", image.path or "<array>")
         canonical, corrected = to_canonical(image.with_data(data)), False
         if self.bias_correct and modality == "mr":
             canonical, skipped = self._bias_corrected(canonical)
@@ -505,10 +524,15 @@ class Segmenter:
     def _infer(self, work: np.ndarray, modality: str
                ) -> tuple[np.ndarray, dict | None, np.ndarray | None, torch.nn.Module]:
         """Probabilities from the general model or, when the model has one for this scan's contrast,
-        its expert; which expert ran (``{"contrast", "correlation"}``, ``None`` = general); the
-        contrast signature that chose it (``None`` when no signature was needed); and the network."""
+        its expert; which expert ran (``{"contrast", "correlation"}``, ``{"contrast", "named": True}`` when
+        ``contrast`` named it, ``None`` = general); the contrast signature that chose it (``None`` when no
+        signature was needed); and the network."""
         passes = self._flips()
         general, experts = self.loaded.network, self.loaded.experts
+        if self.contrast != "auto":  # named by the user: no first pass, no signature
+            expert = next(e for e in experts if e.contrast == self.contrast)
+            return self._predict(work, expert.network, passes), {"contrast": expert.contrast, "named": True}, None, \
+                expert.network
         first, signature = None, None
         if experts and modality != "ct":  # MR experts are chosen from one pass of the general model
             first, signature = self._first_pass(work)

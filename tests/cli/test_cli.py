@@ -130,3 +130,13 @@ def test_bad_numbers_are_usage_errors_before_any_work(tmp_path, capsys, argv, me
     with pytest.raises(SystemExit) as exit_info:
         main([str(out) if a == "OUT" else a for a in argv])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err and not out.exists()
+
+
+def test_contrast_reaches_the_segmenter_and_a_model_without_that_expert_refuses_it(tmp_path, tiny_model, phantom_t1,
+                                                                                  capsys):
+    out = tmp_path / "out"
+    code = main(["segment", str(phantom_t1[0]), "-o", str(out), "--model", str(tiny_model), "--contrast", "t2"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.count("\n") == 0
+    assert err.endswith("contrast must be 'auto' or one of the model's MR experts (none), got 't2'")
+    assert not list(out.glob("*_dseg.nii.gz"))

@@ -111,6 +111,19 @@ def test_added_experts_are_listed_loaded_and_route_a_t1_scan(tiny_model, tiny_ch
     assert general.expert is None and general.signature is None
     assert not Segmenter(model, device="cpu", experts=False).loaded.experts
 
+    named = Segmenter(model, device="cpu", tta=False, contrast="t2")  # the user's word: no first pass, no signature
+    named._first_pass = lambda work: pytest.fail("a named contrast was routed")
+    result_t2 = named.segment(phantom_t1[0])
+    assert result_t2.expert == {"contrast": "t2", "named": True} and result_t2.signature is None
+    assert np.array_equal(np.asarray(result_t2.labels.dataobj), np.asarray(result.labels.dataobj))  # same weights
+    with pytest.raises(SynthSegError, match=r"one of the model's MR experts \(t1, t2\), got 'flair'"):
+        Segmenter(model, device="cpu", contrast="flair")
+    with pytest.raises(SynthSegError, match="experts are off"):
+        Segmenter(model, device="cpu", experts=False, contrast="t1")
+    named.modality = "ct"
+    with pytest.raises(SynthSegError, match="phantom_t1.nii.gz: reads as CT, but contrast='t2' names an MR expert"):
+        named.segment(phantom_t1[0])
+
 
 def test_exporting_a_new_network_into_a_model_folder_keeps_its_experts(tiny_model, tiny_checkpoint, tmp_path):
     model = tmp_path / "model"
