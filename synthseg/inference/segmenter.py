@@ -531,8 +531,8 @@ class Segmenter:
         general, experts = self.loaded.network, self.loaded.experts
         if self.contrast != "auto":  # named by the user: no first pass, no signature
             expert = next(e for e in experts if e.contrast == self.contrast)
-            return self._predict(work, expert.network, passes), {"contrast": expert.contrast, "named": True}, None, \
-                expert.network
+            named = {"contrast": expert.contrast, "named": True}
+            return self._predict(work, expert.network, passes), named, None, expert.network
         first, signature = None, None
         if experts and modality != "ct":  # MR experts are chosen from one pass of the general model
             first, signature = self._first_pass(work)
