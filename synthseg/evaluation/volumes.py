@@ -19,6 +19,7 @@ import numpy as np
 from synthseg.errors import SynthSegError
 from synthseg.inference.hemispheres import BRAIN_IDS, LEFT, RIGHT
 from synthseg.inference.result import output_paths
+from synthseg.io.geometry import voxel_volume_ml
 from synthseg.io.image import Image, read_label_map
 from synthseg.labels.protocol import INTRACRANIAL, NUM_CLASSES, STRUCTURES
 
@@ -28,7 +29,7 @@ SIDE_STRUCTURES = [STRUCTURES[i] for i in BRAIN_IDS]  # the structures a hemisph
 def label_volumes(labels: np.ndarray, affine: np.ndarray) -> dict[str, float]:
     """Volume (ml) of each of the 16 structures, and ICV, by counting the voxels of ``labels``."""
     counts = np.bincount(labels.ravel(), minlength=NUM_CLASSES).astype(np.float64)
-    voxel_ml = abs(float(np.linalg.det(np.asarray(affine, float)[:3, :3]))) / 1000.0
+    voxel_ml = voxel_volume_ml(affine)
     volumes = {s.short: round(float(counts[s.id]) * voxel_ml, 3) for s in STRUCTURES[1:]}
     volumes["ICV"] = round(float(counts[list(INTRACRANIAL)].sum()) * voxel_ml, 3)
     return volumes

@@ -24,6 +24,7 @@ import numpy as np
 from scipy import ndimage, optimize
 
 from synthseg.inference.pose import MIN_STRUCTURES, structure_centroids
+from synthseg.io.geometry import voxel_volume_ml
 from synthseg.labels.protocol import STRUCTURES
 
 BRAIN_IDS = tuple(range(1, 13))  # cortex … hippocampus: the structures split by hemisphere
@@ -149,7 +150,7 @@ def hemisphere_volumes(sources: Sequence[tuple[np.ndarray, np.ndarray]], plane: 
     summed on either side of the plane, averaged over the grids), so left + right is the structure's volume."""
     sides = np.zeros((2, len(BRAIN_IDS)))
     for probs, affine in sources:
-        voxel_ml = abs(float(np.linalg.det(np.asarray(affine, float)[:3, :3]))) / 1000.0
+        voxel_ml = voxel_volume_ml(affine)
         right = plane.right_of(probs.shape[1:], affine)
         for row, mask in enumerate((~right, right)):
             sides[row] += [float(probs[s][mask].sum(dtype=np.float64)) * voxel_ml for s in BRAIN_IDS]

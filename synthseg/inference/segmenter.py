@@ -33,7 +33,7 @@ from synthseg.device import AMP_MODES, autocast_dtype, resolve_device
 from synthseg.errors import SynthSegError, check_choice
 from synthseg.inference.cleanup import remove_islands
 from synthseg.io.geometry import (BoundingBox, argmax_to_grid, grid_for_spacing, pad_to_shape,
-                                  probability_slabs, resample_to_grid, to_canonical, voxel_sizes)
+                                  probability_slabs, resample_to_grid, to_canonical, voxel_sizes, voxel_volume_ml)
 from synthseg.io.image import MAX_VOXELS, Image, load_image, looks_like_label_map, validate_image
 from synthseg.inference.experts import FineGrid, choose_expert, contrast_signature, signature_as_list
 from synthseg.inference.pose import (MAX_RESIDUAL_MM, POSE_READS, POSE_REREAD_DEGREES, POSE_TURN_DEGREES,
@@ -149,12 +149,13 @@ class Segmenter:
         """``contrast`` when the model can honour it: "auto", or one of its MR experts' contrasts."""
         if contrast == "auto":
             return contrast
-        names = [e.contrast for e in self.loaded.experts if e.signature is not None]
         if not experts:
             raise SynthSegError(f"contrast={contrast!r} names an expert, but experts are off (--no-experts)")
+        names = [e.contrast for e in self.loaded.experts if e.signature is not None]
         if contrast not in names:
-            raise SynthSegError(f"contrast must be 'auto' or one of the model's MR experts ({', '.join(names) or 'none'})"
-                                f", got {contrast!r}", self.loaded.path or "<in-memory model>")
+            raise SynthSegError(f"contrast must be 'auto' or one of the model's MR experts "
+                                f"({', '.join(names) or 'none'}), got {contrast!r}",
+                                self.loaded.path or "<in-memory model>")
         return contrast
 
     @property
@@ -641,7 +642,7 @@ def soft_volumes(sources: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, 
     with 6 mm slices; benchmarks/RESULTS.md, "Structure volumes against the truth")."""
     total = np.zeros(NUM_CLASSES)
     for probs, affine in sources:
-        voxel_ml = abs(float(np.linalg.det(np.asarray(affine, float)[:3, :3]))) / 1000.0
+        voxel_ml = voxel_volume_ml(affine)
         total += probs.reshape(probs.shape[0], -1).sum(1, dtype=np.float64) * voxel_ml
     total /= len(sources)
     volumes = {s.short: round(float(total[s.id]), 3) for s in STRUCTURES[1:]}

@@ -24,6 +24,11 @@ def voxel_sizes(affine: np.ndarray) -> np.ndarray:
     return np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
 
 
+def voxel_volume_ml(affine: np.ndarray) -> float:
+    """One voxel's volume in ml: ``|det|`` of the affine's 3×3 part, so sheared and oblique grids count right."""
+    return abs(float(np.linalg.det(np.asarray(affine, float)[:3, :3]))) / 1000.0
+
+
 def reorient(image: Image, axcodes: Sequence[str] = ("R", "A", "S")) -> Image:
     """Permute/flip voxel axes (no interpolation) so they point along ``axcodes``; same world."""
     current = nib.orientations.io_orientation(image.affine)
