@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("volumes", help="structure volumes of label maps already written (counted voxels; per side "
                                        "with their _hemi map), as segment --volumes writes them")
-    p.add_argument("inputs", nargs="+", metavar="LABELS", help="label maps, or folders of *_dseg.nii.gz files")
+    p.add_argument("inputs", nargs="+", metavar="LABELS",
+                   help="label maps, folders of *_dseg.nii.gz files, or .txt/.csv lists of label maps")
     p.add_argument("-o", "--output", help="CSV file to write (default: print the CSV)")
     p.add_argument("--recursive", action="store_true", help="look for label maps in sub-folders too")
 

@@ -21,6 +21,7 @@ from synthseg.inference.hemispheres import BRAIN_IDS, LEFT, RIGHT
 from synthseg.inference.result import output_paths
 from synthseg.io.geometry import voxel_volume_ml
 from synthseg.io.image import Image, read_label_map
+from synthseg.io.lists import is_list_file, read_path_list
 from synthseg.labels.protocol import INTRACRANIAL, NUM_CLASSES, STRUCTURES
 
 SIDE_STRUCTURES = [STRUCTURES[i] for i in BRAIN_IDS]  # the structures a hemisphere map splits
@@ -46,7 +47,9 @@ def side_volumes(labels: np.ndarray, sides: np.ndarray, affine: np.ndarray) -> d
 
 def label_maps_in(specs: Sequence[str | Path], recursive: bool = False) -> tuple[list[Path], list[str]]:
     """The label maps named by ``specs``: files as they are, folders for the ``*_dseg.nii[.gz]`` files that
-    ``segment`` writes (``recursive``: in sub-folders too); one-line errors for what names none."""
+    ``segment`` writes (``recursive``: in sub-folders too), list files (``.txt``, ``.csv``, ...: one path per
+    line or a column, as :func:`synthseg.io.lists.listed_paths` reads them) for the maps they name; one-line
+    errors for what names none."""
     found: list[Path] = []
     errors: list[str] = []
     for spec in map(Path, specs):
@@ -56,6 +59,11 @@ def label_maps_in(specs: Sequence[str | Path], recursive: bool = False) -> tuple
             if not maps:
                 errors.append(f"{spec}: folder holds no *_dseg.nii.gz label maps")
             found.extend(maps)
+        elif spec.exists() and is_list_file(spec):
+            try:
+                found.extend(read_path_list(spec))
+            except SynthSegError as error:
+                errors.append(str(error))
         elif spec.exists():
             found.append(spec)
         else:

@@ -3,7 +3,6 @@ others, skip/overwrite rules, a volumes CSV for the whole batch, a provenance JS
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import platform
@@ -18,12 +17,10 @@ import numpy as np
 from synthseg import __version__
 from synthseg.errors import SynthSegError
 from synthseg.io.image import IMAGE_SUFFIXES, is_dicom_folder, is_image_path, write_atomic
+from synthseg.io.lists import is_list_file, read_path_list
 from synthseg.labels.protocol import structure_table
 from synthseg.inference.result import names_label_file, output_paths, output_stem
 from synthseg.inference.segmenter import Segmenter
-
-LIST_SUFFIXES = (".txt", ".csv", ".lst", ".list")
-PATH_COLUMNS = ("path", "image", "input", "file", "filename", "scan")  # a CSV header cell naming the paths' column
 
 
 @dataclass
@@ -54,14 +51,11 @@ def collect_inputs(specs: Sequence[str | Path], recursive: bool = False) -> tupl
             if not images:
                 errors.append(f"{path}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
             found.extend(images)
-        elif path.name.lower().endswith(LIST_SUFFIXES):
+        elif is_list_file(path):
             try:
-                lines = path.read_text(encoding="utf-8").splitlines()
-            except (OSError, UnicodeDecodeError) as error:
-                errors.append(f"{path}: cannot read the list ({error})")
-                continue
-            for entry in listed_paths(lines, csv_file=path.name.lower().endswith(".csv")):
-                found.append(Path(entry) if Path(entry).is_absolute() else path.parent / entry)
+                found.extend(read_path_list(path))
+            except SynthSegError as error:
+                errors.append(str(error))
         else:
             found.append(path)
     unique: list[Path] = []
@@ -69,23 +63,6 @@ def collect_inputs(specs: Sequence[str | Path], recursive: bool = False) -> tupl
         if p not in unique:
             unique.append(p)
     return unique, errors
-
-
-def listed_paths(lines: Sequence[str], csv_file: bool = False) -> list[str]:
-    """The paths a list file names: one per line (text after a comma ignored; ``#`` lines and blank lines skipped)
-    or, for a CSV file, the first column, or the column a header row names ``path``, ``image``, ``input``, ``file``,
-    ``filename`` or ``scan`` (any case; the header itself is not a path)."""
-    lines = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    if not csv_file:
-        return [entry for entry in (line.split(",")[0].strip() for line in lines) if entry]
-    rows = [row for row in csv.reader(lines) if row]
-    column = 0
-    if rows:
-        header = [cell.strip().lower() for cell in rows[0]]
-        named = [i for i, cell in enumerate(header) if cell in PATH_COLUMNS]
-        if named:
-            column, rows = named[0], rows[1:]
-    return [row[column].strip() for row in rows if len(row) > column and row[column].strip()]
 
 
 def _is_output(path: Path) -> bool:

@@ -94,9 +94,21 @@ def test_the_volumes_command_writes_the_good_maps_and_names_the_bad_ones(tmp_pat
     assert "-o names a folder" in capsys.readouterr().err
 
 
+def test_a_list_file_names_the_label_maps(tmp_path, capsys):
+    write_nifti(tmp_path / "good_dseg.nii.gz", _labels(), AFFINE, np.uint8)
+    listing = tmp_path / "maps.csv"
+    listing.write_text("subject,path\ns1,good_dseg.nii.gz\ns2,gone_dseg.nii.gz\n", encoding="utf-8")
+    out = tmp_path / "vol.csv"
+    assert main(["volumes", str(listing), "-o", str(out)]) == 1
+    assert str(tmp_path / "gone_dseg.nii.gz") in capsys.readouterr().err
+    assert [r["input"] for r in csv.DictReader(out.open(encoding="utf-8"))] == [str(tmp_path / "good_dseg.nii.gz")]
+
+
 def test_the_volumes_command_never_loads_torch(tmp_path):
-    labels = write_nifti(tmp_path / "a_dseg.nii.gz", _labels(), AFFINE, np.uint8)
-    code = (f"import sys; from synthseg.cli.main import main; assert main(['volumes', {str(labels)!r}]) == 0; "
+    write_nifti(tmp_path / "a_dseg.nii.gz", _labels(), AFFINE, np.uint8)
+    listing = tmp_path / "maps.txt"  # read by synthseg.io.lists, which the batch of `segment` shares
+    listing.write_text("a_dseg.nii.gz\n", encoding="utf-8")
+    code = (f"import sys; from synthseg.cli.main import main; assert main(['volumes', {str(listing)!r}]) == 0; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8")
     assert proc.returncode == 0, proc.stderr

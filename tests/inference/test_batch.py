@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from synthseg.cli.main import main
-from synthseg.inference.batch import collect_inputs, listed_paths, output_targets
+from synthseg.inference.batch import collect_inputs, output_targets
 from tests.conftest import free_port, write_nifti
 
 
@@ -155,20 +155,6 @@ def test_a_folder_lists_a_nifti_pair_once_by_its_header(tmp_path):
     assert found == [tmp_path / "spm.hdr", tmp_path / "zipped.hdr.gz"] and not errors
     assert output_targets(tmp_path / "spm.img", None)["labels"] == tmp_path / "spm_dseg.nii.gz"
     assert output_targets(tmp_path / "zipped.img.gz", None)["labels"] == tmp_path / "zipped_dseg.nii.gz"
-
-
-def test_a_text_list_names_one_path_per_line():
-    text = "a.nii.gz\n\n# comment\n  b.nii.gz  \nc.nii.gz,subject 3\n"
-    assert listed_paths(text.splitlines()) == ["a.nii.gz", "b.nii.gz", "c.nii.gz"]
-
-
-@pytest.mark.parametrize("text, expected", [
-    ("a.nii.gz,1\nb.nii.gz,2\n", ["a.nii.gz", "b.nii.gz"]),  # no header: the first column
-    ("Path,age\na.nii.gz,71\nb.nii.gz,65\n", ["a.nii.gz", "b.nii.gz"]),  # a header naming the column
-    ("subject,scan,age\ns1,\"x, y/a.nii.gz\",71\ns2,b.nii.gz,65\n", ["x, y/a.nii.gz", "b.nii.gz"]),  # quoted
-])
-def test_a_csv_list_names_the_paths_of_its_first_or_named_column(text, expected):
-    assert listed_paths(text.splitlines(), csv_file=True) == expected
 
 
 KILL_ON_SECOND = """
