@@ -4,15 +4,19 @@ normalised by robust percentiles (MR), after an optional N4 bias-field correctio
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from synthseg.errors import check_choice
+from synthseg.io.geometry import BoundingBox
 from synthseg.synthesis.intensity import normalize_ct, normalize_mr
 
 MODALITIES = ("auto", "mr", "ct")
+# voxels of air kept around the head in the working grid's crop, where they cost no extra sliding window
+HEAD_MARGIN_VOXELS = 4
 
 
 # A skull-stripped CT with its background set to 0: the brain's Hounsfield range (CSF 0-15, WM 20-30,
@@ -259,3 +263,33 @@ def head_box_mask(normalized: np.ndarray, threshold: float = 0.05) -> np.ndarray
     if mask.sum() < 0.001 * mask.size:
         return np.ones_like(mask)
     return mask
+
+
+def windows_along(length: int, window: int, stride: int) -> int:
+    """How many sliding windows cover ``length`` voxels along one axis, placed as MONAI's
+    ``sliding_window_inference`` places them (a last window shifted back to end at the border)."""
+    return 1 if length <= window else math.ceil((length - window) / stride) + 1
+
+
+def head_crop(normalized: np.ndarray, window: Sequence[int] | None = None, overlap: float = 0.5) -> BoundingBox:
+    """The part of a normalised working grid the network reads: the head (:func:`head_box_mask`) with
+    ``HEAD_MARGIN_VOXELS`` of air around it; with ``window`` (the sliding windows' size, overlapping by
+    ``overlap``), less of that margin along an axis where all of it would cost a row of windows more than the
+    head needs. A 1 mm head on the 1.8 mm grid is often 4-8 voxels longer than one window with its margin,
+    not without: two rows of windows instead of one, for air."""
+    mask = head_box_mask(normalized)
+    head, box = BoundingBox.around(mask), BoundingBox.around(mask, HEAD_MARGIN_VOXELS)
+    if window is None:
+        return box
+    start, stop = list(box.start), list(box.stop)
+    for axis, size in enumerate(window):
+        stride = max(1, int(size * (1 - overlap)))
+        length = head.stop[axis] - head.start[axis]
+        needed = windows_along(length, size, stride)
+        if windows_along(box.stop[axis] - box.start[axis], size, stride) > needed:
+            room = size + (needed - 1) * stride - length  # the margin these windows cover anyway
+            below_free, above_free = head.start[axis] - box.start[axis], box.stop[axis] - head.stop[axis]
+            above = min(room - min(room // 2, below_free), above_free)
+            below = min(room - above, below_free)
+            start[axis], stop[axis] = head.start[axis] - below, head.stop[axis] + above
+    return BoundingBox(tuple(start), tuple(stop), box.shape)

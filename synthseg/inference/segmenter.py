@@ -42,7 +42,7 @@ from synthseg.inference.hemispheres import NoMidsagittalPlane, hemisphere_map, h
 from synthseg.inference.memory import memory_mark, memory_needed, room_since
 from synthseg.inference.model import LoadedModel, load_model
 from synthseg.inference.preprocessing import (CT_SCALE_NAMES, MODALITIES, bias_corrected, clip_outliers, ct_scale,
-                                              detect_modality, fill_as_background, finite_values, head_box_mask,
+                                              detect_modality, fill_as_background, finite_values, head_crop,
                                               n4_unsuitable, normalize, to_hounsfield)
 from synthseg.inference.result import SegmentationResult
 from synthseg.labels.protocol import INTRACRANIAL, NUM_CLASSES, STRUCTURES
@@ -418,11 +418,13 @@ class Segmenter:
         return canonical.with_data(blur(torch.from_numpy(canonical.data), sigmas).numpy())
 
     @staticmethod
-    def _prepare(canonical: Image, modality: str, spacing: float, turn: tuple[np.ndarray, np.ndarray] | None = None
+    def _prepare(canonical: Image, modality: str, spacing: float, turn: tuple[np.ndarray, np.ndarray] | None = None,
+                 window: Sequence[int] | None = None, overlap: float = 0.5
                  ) -> tuple[np.ndarray, BoundingBox, np.ndarray]:
         """From :meth:`_antialiased`'s image: the normalised working-grid array (``spacing`` mm) cropped to
-        the head, the crop box and the grid's affine; with ``turn`` (rotation in the grid's voxel frame, head
-        centre in world mm) the grid is turned with the head (:func:`synthseg.inference.pose.turned_grid`)."""
+        the head (:func:`head_crop`, fitted to sliding windows of ``window`` voxels overlapping by ``overlap``), the
+        crop box and the grid's affine; with ``turn`` (rotation in the grid's voxel frame, head centre in world mm)
+        the grid is turned with the head (:func:`synthseg.inference.pose.turned_grid`)."""
         shape, affine = grid_for_spacing(canonical.shape, canonical.affine, spacing)
         low = float(canonical.data.min())
         if turn is None:
@@ -438,7 +440,7 @@ class Segmenter:
             work = resample_to_grid(canonical.data, canonical.affine, shape, affine, order=3, fill=fill)
             np.clip(work, low, float(canonical.data.max()), out=work)
         work = normalize(work, modality)
-        box = BoundingBox.around(head_box_mask(work), margin=4)
+        box = head_crop(work, window, overlap)
         return work[box.slices], box, affine
 
     def _read_pose(self, probs: np.ndarray, box: BoundingBox, affine: np.ndarray, spacing: float
@@ -498,22 +500,29 @@ class Segmenter:
         and the grid's affine."""
         t = time.perf_counter()
         antialiased = self._antialiased(canonical, spacing)
-        work, box, affine = self._prepare(antialiased, modality, spacing)
+        # unlike the first grid's, this crop gives up the part of its margin of air that would cost a row of
+        # windows (head_crop): the 1.8 mm grid of a 1 mm head, 8 windows -> 2 a pass. Not the first grid: it
+        # routes the scan (its signatures calibrated on full crops) and reads the pose, and on the skull-stripped
+        # bert a window flush with the brain cost it 0.0013 (benchmarks/RESULTS.md, session 64)
+        window = tuple(int(n) for n in self.card["patch_size"])
+        work, box, affine = self._prepare(antialiased, modality, spacing, window=window, overlap=overlap)
         timings["preprocess_s"] += time.perf_counter() - t
         t = time.perf_counter()
         if turn is not None:
-            probs = self._predict_turned(antialiased, modality, spacing, turn, network, box, affine, overlap)
+            probs = self._predict_turned(antialiased, modality, spacing, turn, network, box, affine, overlap, window)
         else:
             probs = self._predict(work, network, self._flips(), overlap)
         timings["inference_s"] += time.perf_counter() - t
         return probs, box, affine
 
     def _predict_turned(self, antialiased: Image, modality: str, spacing: float, turn: tuple[np.ndarray, np.ndarray],
-                        network: torch.nn.Module, box: BoundingBox, affine: np.ndarray, overlap: float | None = None
-                        ) -> np.ndarray:
+                        network: torch.nn.Module, box: BoundingBox, affine: np.ndarray, overlap: float | None = None,
+                        window: Sequence[int] | None = None) -> np.ndarray:
         """Probabilities from a working grid turned with the head, brought back (linearly) onto the
-        straight grid's head crop (``box`` of the grid ``affine``), where everything downstream reads them."""
-        turned, turned_box, turned_affine = self._prepare(antialiased, modality, spacing, turn)
+        straight grid's head crop (``box`` of the grid ``affine``), where everything downstream reads them;
+        ``window``: its crop fitted to the sliding windows, as :meth:`_other_grid`'s."""
+        turned, turned_box, turned_affine = self._prepare(antialiased, modality, spacing, turn, window,
+                                                          self.overlap if overlap is None else overlap)
         probs = self._predict(turned, network, self._flips(), overlap)
         probs[0] -= 1.0  # background minus one: outside the turned crop it fills with 0, i.e. background 1
         crop = tuple(b - a for a, b in zip(box.start, box.stop))

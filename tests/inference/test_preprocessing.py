@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from synthseg.inference.preprocessing import (MAX_OUTLIER_SHARE, OUTLIER_RANGES, bias_corrected, clip_outliers,
-                                              fill_as_background)
+from synthseg.inference.preprocessing import (HEAD_MARGIN_VOXELS, MAX_OUTLIER_SHARE, OUTLIER_RANGES, bias_corrected,
+                                              clip_outliers, fill_as_background, head_crop, windows_along)
 
 
 def _scan(labels, seed=0):
@@ -138,3 +138,54 @@ def test_values_that_are_not_a_few_corrupt_voxels_are_left_alone(case):
         scan[0, 0, 0] = 1e30
     repaired, note = clip_outliers(scan)
     assert note is None and repaired is scan
+
+
+@pytest.mark.parametrize("length", [20, 24, 25, 30, 36, 37, 60, 61])
+@pytest.mark.parametrize("overlap", [0.5, 0.25])
+def test_windows_along_counts_the_windows_monai_places(length, overlap):
+    from monai.data.utils import dense_patch_slices
+    from monai.inferers.utils import _get_scan_interval
+
+    window = 24
+    interval = _get_scan_interval((length,), (window,), 1, (overlap,))
+    stride = int(window * (1 - overlap))
+    placed = len(dense_patch_slices((max(length, window),), (window,), interval))
+    assert windows_along(length, window, stride) == placed
+
+
+def _head(shape, start, stop):
+    """A normalised grid of air with a bright box ``[start, stop)`` for the head."""
+    grid = np.zeros(shape, np.float32)
+    grid[tuple(slice(a, b) for a, b in zip(start, stop))] = 1.0
+    return grid
+
+
+def test_without_windows_the_crop_is_the_head_and_its_margin():
+    box = head_crop(_head((60, 60, 60), (10, 12, 14), (40, 41, 42)))
+    m = HEAD_MARGIN_VOXELS
+    assert box.start == (10 - m, 12 - m, 14 - m) and box.stop == (40 + m, 41 + m, 42 + m)
+
+
+def test_a_margin_that_would_cost_a_row_of_windows_is_trimmed_around_the_head():
+    # along axis 0 the head (22) fits one 24-voxel window, its margin would not (30): trimmed to 24, centred;
+    # axis 1 needs two windows either way (stride 12: up to 36) and keeps its margin; axis 2 fits one with it
+    box = head_crop(_head((60, 60, 60), (20, 10, 20), (42, 38, 34)), window=(24, 24, 24), overlap=0.5)
+    m = HEAD_MARGIN_VOXELS
+    assert (box.start[0], box.stop[0]) == (19, 43)
+    assert (box.start[1], box.stop[1]) == (10 - m, 38 + m)
+    assert (box.start[2], box.stop[2]) == (20 - m, 34 + m)
+    lengths = [b - a for a, b in zip(box.start, box.stop)]
+    assert [windows_along(n, 24, 12) for n in lengths] == [1, 2, 1]
+
+
+def test_a_trimmed_margin_lies_where_the_grid_has_room():
+    # the head touches the grid's first voxel: what margin the window allows lies above it
+    box = head_crop(_head((60, 60, 60), (0, 20, 20), (21, 30, 30)), window=(24, 24, 24), overlap=0.5)
+    assert (box.start[0], box.stop[0]) == (0, 24)
+
+
+def test_a_wider_overlap_trims_the_margin_only_where_it_costs_windows():
+    # stride 18 at overlap 0.25: a 40-voxel head needs two windows (up to 42); its margin (48) would need three
+    box = head_crop(_head((80, 80, 80), (20, 20, 20), (60, 30, 30)), window=(24, 24, 24), overlap=0.25)
+    assert (box.start[0], box.stop[0]) == (19, 61)
+    assert windows_along(box.stop[0] - box.start[0], 24, 18) == 2

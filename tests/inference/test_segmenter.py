@@ -350,12 +350,14 @@ def test_tta_adds_a_finer_working_grid(tiny_model, phantom_t1):
     spacing = float(with_tta.card["spacing_mm"])
     calls: dict[str, int] = {}
     grids: dict[str, list[np.ndarray]] = {}
+    windows: dict[str, list] = {}
     for name, segmenter in (("tta", with_tta), ("one pass", one_pass)):
-        calls[name], grids[name] = 0, []
+        calls[name], grids[name], windows[name] = 0, [], []
 
-        def prepare(canonical, modality, grid_spacing, name=name):
-            work, box, affine = Segmenter._prepare(canonical, modality, grid_spacing)
+        def prepare(canonical, modality, grid_spacing, turn=None, window=None, overlap=0.5, name=name):
+            work, box, affine = Segmenter._prepare(canonical, modality, grid_spacing, turn, window, overlap)
             grids[name].append(np.linalg.norm(affine[:3, :3], axis=0))
+            windows[name].append(window)
             return work, box, affine
 
         segmenter._prepare = prepare
@@ -365,5 +367,7 @@ def test_tta_adds_a_finer_working_grid(tiny_model, phantom_t1):
         assert labels.shape == nib.load(str(path)).shape
     np.testing.assert_allclose(grids["one pass"], [np.full(3, spacing)])
     np.testing.assert_allclose(grids["tta"], [np.full(3, spacing), np.full(3, 0.9 * spacing)])
+    # the first grid's crop keeps its whole margin (it routes the scan); the finer one's is fitted to the windows
+    assert windows == {"one pass": [None], "tta": [None, tuple(with_tta.card["patch_size"])]}
     # two grids, each also mirrored; the finer one needs at least as many windows as the plain one
     assert calls["one pass"] >= 1 and calls["tta"] >= 4 * calls["one pass"]
