@@ -12,6 +12,7 @@ import torch
 
 from synthseg.errors import check_choice
 from synthseg.io.geometry import BoundingBox
+from synthseg.io.image import strided_sample
 from synthseg.synthesis.intensity import normalize_ct, normalize_mr
 
 MODALITIES = ("auto", "mr", "ct")
@@ -40,7 +41,7 @@ CT_SCALE_NAMES = {"hu+1024": "Hounsfield units + 1024 (air near 0)", "cormack": 
 
 def _sample(data: np.ndarray) -> np.ndarray:
     """At most ~2 million of the scan's values, evenly strided: enough for the statistics below."""
-    return np.asarray(data).reshape(-1)[:: max(1, data.size // 2_000_000)]
+    return strided_sample(data, 2_000_000)
 
 
 def looks_like_ct(data: np.ndarray) -> bool:

@@ -242,10 +242,20 @@ def _load_dicom(path: Path) -> Image:
 LABEL_MAP_FLAT_SHARE = 0.2
 
 
+def strided_sample(data: np.ndarray, limit: int) -> np.ndarray:
+    """At most about ``limit`` of an array's values, every n-th in C order, without copying the array (reshaping a
+    Fortran-ordered volume, as nibabel's often are, would copy all of it)."""
+    data = np.asarray(data)
+    step = max(1, data.size // limit)
+    if data.flags.c_contiguous:
+        return data.reshape(-1)[::step]
+    return data[np.unravel_index(np.arange(0, data.size, step), data.shape)]
+
+
 def looks_like_label_map(data: np.ndarray, max_values: int = 64) -> int | None:
     """Number of distinct values if ``data`` looks like a label map, else None: few integer values, and regions of
     one value (``LABEL_MAP_FLAT_SHARE``) — a scan stored with few grey levels is not refused for them."""
-    sample = data.reshape(-1)[:: max(1, data.size // 1_000_000)]
+    sample = strided_sample(data, 1_000_000)
     if data.dtype.kind == "f":  # NaN/Inf (a scan's out-of-view voxels) say nothing either way
         sample = sample[np.isfinite(sample)]
         if not np.all(np.mod(sample, 1) == 0):

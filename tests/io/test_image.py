@@ -4,7 +4,7 @@ import pytest
 
 from synthseg.errors import SynthSegError
 from synthseg.io.image import (LABEL_MAP_FLAT_SHARE, Image, flat_share, load_image, looks_like_label_map,
-                               read_label_map, save_image)
+                               read_label_map, save_image, strided_sample)
 from tests.conftest import write_nifti
 
 
@@ -179,3 +179,11 @@ def test_a_label_map_holds_non_negative_whole_codes(tmp_path):
             read_label_map(write_nifti(tmp_path / f"{name}.nii.gz", data))
         assert f"{name}.nii.gz" in str(error.value)
     assert read_label_map(tmp_path / "empty.nii.gz", allow_empty=True).data.max() == 0  # a prediction may be empty
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "flipped"])
+def test_a_strided_sample_is_every_nth_value_in_c_order_whatever_the_memory_layout(layout):
+    volume = np.arange(7 * 9 * 11, dtype=np.float32).reshape(7, 9, 11)
+    data = {"C": volume, "F": np.asfortranarray(volume), "flipped": volume[:, ::-1]}[layout]
+    np.testing.assert_array_equal(strided_sample(data, 50), np.array(data).reshape(-1)[:: data.size // 50])
+    np.testing.assert_array_equal(strided_sample(data, 10 ** 6), np.array(data).reshape(-1))
