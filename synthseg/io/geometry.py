@@ -151,11 +151,12 @@ def argmax_to_grid(sources: Sequence[tuple[np.ndarray, np.ndarray]], shape: Sequ
         total, corner_values = torch.zeros((len(border), channels)), torch.empty((len(border), channels))
         for (probs, _), (axes, lookups) in zip(sources, plans):
             rows, strides, first = _padded_rows(probs, axes, lookups[0][0][start:stop])
+            rows = torch.from_numpy(rows)
             lows = [lookups[0][0][where[0]] - first] + [lookups[a][0][where[a]] for a in (1, 2)]
             base = torch.from_numpy(sum(lows[a] * strides[a] for a in range(3)))
             weights = [(1 - lookups[a][1][where[a]], lookups[a][1][where[a]]) for a in range(3)]
             for corner in _CORNERS:
-                torch.index_select(torch.from_numpy(rows), 0, base + int(np.dot(strides, corner)), out=corner_values)
+                torch.index_select(rows, 0, base + int(np.dot(strides, corner)), out=corner_values)
                 weight = weights[0][corner[0]] * weights[1][corner[1]] * weights[2][corner[2]]
                 total.addcmul_(corner_values, torch.from_numpy(weight)[:, None])
         flat_labels[border] = total.argmax(1).numpy()
