@@ -77,13 +77,14 @@ def score(result, affine: np.ndarray, ref_ids: np.ndarray, ref_side: np.ndarray,
     """Side accuracy, lateral and merged Dice per bilateral structure, and the reference's volumes per side."""
     from synthseg.evaluation.evaluate import onto_grid
     from synthseg.inference.hemispheres import MidsagittalPlane
+    from synthseg.io.geometry import voxel_volume_ml
     from synthseg.io.image import Image
     from synthseg.labels.protocol import STRUCTURES
 
     right = MidsagittalPlane.from_dict(result.hemispheres["plane"]).right_of(ref_ids.shape, ref_affine)
     pred = onto_grid(Image(np.asarray(result.labels.dataobj), affine), Image(ref_ids, ref_affine))
     marked = onto_grid(Image(np.asarray(result.hemisphere_map.dataobj), affine), Image(ref_ids, ref_affine))
-    voxel_ml = abs(float(np.linalg.det(ref_affine[:3, :3]))) / 1000.0
+    voxel_ml = voxel_volume_ml(ref_affine)
     ids = {s.short: s.id for s in STRUCTURES}
     rows = {}
     for short in BILATERAL:

@@ -162,6 +162,11 @@ class Segmenter:
     def card(self) -> dict:
         return self.loaded.card
 
+    @property
+    def window(self) -> tuple[int, ...]:
+        """The sliding window every working grid is read through: the model's training patch."""
+        return tuple(int(n) for n in self.card["patch_size"])
+
     # ------------------------------------------------------------------ public API
     def segment(self, x: Any, affine: np.ndarray | None = None, posteriors: bool = False) -> SegmentationResult:
         """Segment a path, a nibabel image, an :class:`Image`, or an array with its affine. Labels and posteriors
@@ -504,12 +509,12 @@ class Segmenter:
         # windows (head_crop): the 1.8 mm grid of a 1 mm head, 8 windows -> 2 a pass. Not the first grid: it
         # routes the scan (its signatures calibrated on full crops) and reads the pose, and on the skull-stripped
         # bert a window flush with the brain cost it 0.0013 (benchmarks/RESULTS.md, session 64)
-        window = tuple(int(n) for n in self.card["patch_size"])
-        work, box, affine = self._prepare(antialiased, modality, spacing, window=window, overlap=overlap)
+        work, box, affine = self._prepare(antialiased, modality, spacing, window=self.window, overlap=overlap)
         timings["preprocess_s"] += time.perf_counter() - t
         t = time.perf_counter()
         if turn is not None:
-            probs = self._predict_turned(antialiased, modality, spacing, turn, network, box, affine, overlap, window)
+            probs = self._predict_turned(antialiased, modality, spacing, turn, network, box, affine, overlap,
+                                         self.window)
         else:
             probs = self._predict(work, network, self._flips(), overlap)
         timings["inference_s"] += time.perf_counter() - t
@@ -577,7 +582,6 @@ class Segmenter:
         from monai.inferers import sliding_window_inference
 
         tensor = torch.from_numpy(np.ascontiguousarray(work))[None, None]
-        roi = tuple(int(n) for n in self.card["patch_size"])
         window_overlap = self.overlap if overlap is None else overlap
 
         def run(device: torch.device) -> torch.Tensor:
@@ -594,7 +598,7 @@ class Segmenter:
             total = 0
             for flip in flips:
                 x = tensor.flip(2) if flip else tensor
-                out = sliding_window_inference(x, roi, 1, predictor, overlap=window_overlap, mode="gaussian",
+                out = sliding_window_inference(x, self.window, 1, predictor, overlap=window_overlap, mode="gaussian",
                                                sw_device=device, device=torch.device("cpu"))
                 total = total + (out.flip(2) if flip else out)
             return total / len(flips)
