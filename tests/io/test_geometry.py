@@ -144,7 +144,14 @@ def test_crop_and_pad_back():
 
 
 def _probabilities(sources, shape, target, slab_voxels=500_000) -> np.ndarray:
-    return np.concatenate([block for _, block in probability_slabs(sources, shape, target, slab_voxels)], axis=-1)
+    """probability_slabs' blocks put together, background (channel 0) where no block is."""
+    full = np.zeros((sources[0][0].shape[0], *shape), np.float32)
+    written = np.zeros(shape, bool)
+    for where, block in probability_slabs(sources, shape, target, slab_voxels):
+        assert not written[where].any()
+        full[(slice(None), *where)], written[where] = block, True
+    full[:, ~written] = np.eye(full.shape[0])[0][:, None]
+    return full
 
 
 def test_probability_slabs_are_the_mean_of_linear_resampling_with_background_outside():
@@ -168,3 +175,15 @@ def test_probability_slabs_are_the_mean_of_linear_resampling_with_background_out
     outside = _probabilities(sources[:1], (14, 14, 14), np.eye(4))  # the source spans 0..8 x 0..10 x 0..12
     background = np.array([1.0, 0.0, 0.0])[:, None, None, None]
     assert np.allclose(outside.sum(0), 1.0) and np.allclose(outside[:, 10:], background)
+
+
+def test_probability_slabs_cover_only_the_voxels_some_source_reaches():
+    """Blocks stop where every source reads only its background padding (the caller's fill); none at all when no
+    source overlaps the target."""
+    probs, affine = np.full((2, 5, 6, 7), 0.5, np.float32), np.diag([2.0, 2.0, 2.0, 1.0])  # world 0..8 x 0..10 x 0..12
+    blocks = list(probability_slabs([(probs, affine)], (14, 14, 16), np.eye(4), slab_voxels=50))
+    assert len(blocks) > 1 and all(where[:2] == (slice(0, 10), slice(0, 12)) for where, _ in blocks)
+    assert blocks[0][0][2].start == 0 and blocks[-1][0][2].stop == 14  # world x 9 and z 13 read half a voxel
+    far = np.eye(4)
+    far[0, 3] = 50.0
+    assert list(probability_slabs([(probs, affine)], (4, 4, 4), far)) == []
