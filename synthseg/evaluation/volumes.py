@@ -17,14 +17,14 @@ from typing import Sequence
 import numpy as np
 
 from synthseg.errors import SynthSegError
-from synthseg.inference.hemispheres import BRAIN_IDS, LEFT, RIGHT
+from synthseg.inference.hemispheres import LATERALISED_IDS, LEFT, RIGHT
 from synthseg.inference.result import output_paths
 from synthseg.io.geometry import voxel_volume_ml
 from synthseg.io.image import Image, read_label_map
 from synthseg.io.lists import is_list_file, read_path_list
 from synthseg.labels.protocol import INTRACRANIAL, NUM_CLASSES, STRUCTURES
 
-SIDE_STRUCTURES = [STRUCTURES[i] for i in BRAIN_IDS]  # the structures a hemisphere map splits
+SIDE_STRUCTURES = [STRUCTURES[i] for i in LATERALISED_IDS]  # the structures a hemisphere map splits
 
 
 def label_volumes(labels: np.ndarray, affine: np.ndarray) -> dict[str, float]:

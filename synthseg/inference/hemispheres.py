@@ -27,8 +27,8 @@ from synthseg.inference.pose import MIN_STRUCTURES, structure_centroids
 from synthseg.io.geometry import voxel_volume_ml
 from synthseg.labels.protocol import STRUCTURES
 
-BRAIN_IDS = tuple(range(1, 13))  # cortex … hippocampus: the structures split by hemisphere
-LEFT, RIGHT = 1, 2  # the values of a hemisphere map (:func:`hemisphere_map`); 0 is every voxel outside BRAIN_IDS
+LATERALISED_IDS = tuple(range(1, 13))  # cortex … hippocampus: the structures split by hemisphere
+LEFT, RIGHT = 1, 2  # the values of a hemisphere map (:func:`hemisphere_map`); 0 is every voxel outside LATERALISED_IDS
 SYMMETRY_POINTS = 40_000  # brain voxels sampled for the symmetry score (seeded: the same plane every run)
 # a plane turned further than this from the header's left-right axis is no mid-sagittal plane to trust
 # (not a head, or a header whose axes are mislabelled)
@@ -106,13 +106,13 @@ def midsagittal_plane(probs: np.ndarray, affine: np.ndarray, points: int = SYMME
     affine = np.asarray(affine, dtype=np.float64)
     labels = np.asarray(probs).argmax(0)
     normal0, offset0 = centroid_plane(labels, affine)
-    indices = np.argwhere((labels >= BRAIN_IDS[0]) & (labels <= BRAIN_IDS[-1]))
+    indices = np.argwhere((labels >= LATERALISED_IDS[0]) & (labels <= LATERALISED_IDS[-1]))
     if len(indices) > points:
         indices = indices[np.random.default_rng(0).choice(len(indices), points, replace=False)]
     own = labels[tuple(indices.T)]
     positions = _world(indices.astype(np.float64), affine)
     to_voxels = np.linalg.inv(affine)
-    groups = [(s, own == s) for s in BRAIN_IDS if np.any(own == s)]
+    groups = [(s, own == s) for s in LATERALISED_IDS if np.any(own == s)]
     helper = np.array([0.0, 0.0, 1.0]) if abs(normal0[2]) < 0.9 else np.array([0.0, 1.0, 0.0])
     turn_a = np.cross(normal0, helper)
     turn_a /= np.linalg.norm(turn_a)
@@ -148,21 +148,22 @@ def hemisphere_volumes(sources: Sequence[tuple[np.ndarray, np.ndarray]], plane: 
     """``{"left": {structure: ml}, "right": {...}}`` for the brain structures: the expected volumes of
     :func:`synthseg.inference.segmenter.soft_volumes` (each working grid's probabilities ``(probs, affine)``
     summed on either side of the plane, averaged over the grids), so left + right is the structure's volume."""
-    sides = np.zeros((2, len(BRAIN_IDS)))
+    sides = np.zeros((2, len(LATERALISED_IDS)))
     for probs, affine in sources:
         voxel_ml = voxel_volume_ml(affine)
         right = plane.right_of(probs.shape[1:], affine)
         for row, mask in enumerate((~right, right)):
-            sides[row] += [float(probs[s][mask].sum(dtype=np.float64)) * voxel_ml for s in BRAIN_IDS]
+            sides[row] += [float(probs[s][mask].sum(dtype=np.float64)) * voxel_ml for s in LATERALISED_IDS]
     sides /= len(sources)
-    return {side: {STRUCTURES[s].short: round(float(v), 3) for s, v in zip(BRAIN_IDS, row)}
+    return {side: {STRUCTURES[s].short: round(float(v), 3) for s, v in zip(LATERALISED_IDS, row)}
             for side, row in zip(("left", "right"), sides)}
 
 
 def hemisphere_map(labels: np.ndarray, affine: np.ndarray, plane: MidsagittalPlane) -> np.ndarray:
     """A uint8 map on the labels' grid: ``LEFT`` (1) or ``RIGHT`` (2) where ``labels`` holds a brain structure
-    (``BRAIN_IDS``), 0 elsewhere; with the labels, it reads as a lateralised segmentation (``_hemi.nii.gz``)."""
-    brain = np.nonzero((labels >= BRAIN_IDS[0]) & (labels <= BRAIN_IDS[-1]))  # only these: a fine grid stays cheap
+    (``LATERALISED_IDS``), 0 elsewhere; with the labels, it reads as a lateralised segmentation (``_hemi.nii.gz``)."""
+    # only these voxels: a fine grid stays cheap
+    brain = np.nonzero((labels >= LATERALISED_IDS[0]) & (labels <= LATERALISED_IDS[-1]))
     weights, constant = plane.distance_terms(affine)
     distance = np.full(len(brain[0]), constant, dtype=np.float32)
     for index, weight in zip(brain, weights):  # the sums of right_of, in its order: the same side on its edge

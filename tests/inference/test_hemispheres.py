@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthseg.inference.hemispheres import (BRAIN_IDS, LEFT, RIGHT, MidsagittalPlane, NoMidsagittalPlane,
+from synthseg.inference.hemispheres import (LATERALISED_IDS, LEFT, RIGHT, MidsagittalPlane, NoMidsagittalPlane,
                                             hemisphere_map, hemisphere_volumes, midsagittal_plane)
 from synthseg.io.geometry import resample_to_grid
 from synthseg.labels.protocol import NUM_CLASSES, STRUCTURES
@@ -53,7 +53,7 @@ def test_the_hemisphere_map_sides_the_brain_and_nothing_else(phantom_small, degr
     on_grid = resample_to_grid(labels, affine, labels.shape, grid, order=0).astype(np.int64)
     plane = MidsagittalPlane((0.96, 0.28, 0.0), 1.5, 1.0)  # oblique to every voxel axis once the grid is turned
     sides = hemisphere_map(on_grid, grid, plane)
-    brain = np.isin(on_grid, BRAIN_IDS)
+    brain = np.isin(on_grid, LATERALISED_IDS)
     assert sides.dtype == np.uint8 and sides.shape == on_grid.shape and set(np.unique(sides)) == {0, LEFT, RIGHT}
     assert np.array_equal(sides == 0, ~brain)
     assert np.array_equal(sides == RIGHT, brain & plane.right_of(on_grid.shape, grid))  # the very mask, edge too
