@@ -110,9 +110,11 @@ def midsagittal_plane(probs: np.ndarray, affine: np.ndarray, points: int = SYMME
     if len(indices) > points:
         indices = indices[np.random.default_rng(0).choice(len(indices), points, replace=False)]
     own = labels[tuple(indices.T)]
+    by_structure = np.argsort(own, kind="stable")  # each structure's points one slice, in their sampled order
+    indices, own = indices[by_structure], own[by_structure]
     positions = _world(indices.astype(np.float64), affine)
     to_voxels = np.linalg.inv(affine)
-    groups = [(s, own == s) for s in LATERALISED_IDS if np.any(own == s)]
+    groups = [(s, slice(*np.searchsorted(own, [s, s + 1]))) for s in LATERALISED_IDS if np.any(own == s)]
     helper = np.array([0.0, 0.0, 1.0]) if abs(normal0[2]) < 0.9 else np.array([0.0, 1.0, 0.0])
     turn_a = np.cross(normal0, helper)
     turn_a /= np.linalg.norm(turn_a)
