@@ -232,6 +232,7 @@ def probability_slabs(sources: Sequence[tuple[np.ndarray, np.ndarray]], shape: S
     for start in range(0, size[2], slab):
         stop = min(size[2], start + slab)
         total = torch.zeros((channels, size[0], size[1], stop - start), dtype=torch.float32)
+        total[0] = len(sources) - len(volumes)  # the background of the sources that reach no voxel of the target
         for volume, blends in volumes:
             for axis in (2, 0, 1):
                 low, weight = blends[axis]
@@ -243,7 +244,7 @@ def probability_slabs(sources: Sequence[tuple[np.ndarray, np.ndarray]], shape: S
                 volume = lower.lerp_(volume.index_select(1 + axis, low + 1), weight.view(along))
             total += volume
         where = (box[0], box[1], slice(box[2].start + start, box[2].start + stop))
-        yield where, total.div_(len(volumes)).numpy()
+        yield where, total.div_(len(sources)).numpy()
 
 
 def _reached(low: np.ndarray, weight: np.ndarray, length: int) -> slice | None:

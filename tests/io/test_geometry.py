@@ -179,7 +179,7 @@ def test_probability_slabs_are_the_mean_of_linear_resampling_with_background_out
 
 def test_probability_slabs_cover_only_the_voxels_some_source_reaches():
     """Blocks stop where every source reads only its background padding (the caller's fill); none at all when no
-    source overlaps the target."""
+    source overlaps the target; a source that reaches none of it still counts as background in the mean."""
     probs, affine = np.full((2, 5, 6, 7), 0.5, np.float32), np.diag([2.0, 2.0, 2.0, 1.0])  # world 0..8 x 0..10 x 0..12
     blocks = list(probability_slabs([(probs, affine)], (14, 14, 16), np.eye(4), slab_voxels=50))
     assert len(blocks) > 1 and all(where[:2] == (slice(0, 10), slice(0, 12)) for where, _ in blocks)
@@ -187,3 +187,7 @@ def test_probability_slabs_cover_only_the_voxels_some_source_reaches():
     far = np.eye(4)
     far[0, 3] = 50.0
     assert list(probability_slabs([(probs, affine)], (4, 4, 4), far)) == []
+    elsewhere = np.diag([2.0, 2.0, 2.0, 1.0])
+    elsewhere[0, 3] = 100.0
+    _, block = next(probability_slabs([(probs, affine), (probs, elsewhere)], (4, 4, 4), np.eye(4)))
+    assert np.allclose(block, np.array([0.75, 0.25])[:, None, None, None])  # the mean with the other's background
