@@ -135,6 +135,23 @@ def cut_fov(side: str, mm: float) -> Change:
     return change
 
 
+def slab(world_axis: int, mm: float) -> Change:
+    """Only a slab of ``mm`` kept, centred on the brain (the reference's extent) along the voxel axis nearest to
+    ``world_axis`` (2: an axial slab, 1: a coronal one), as a partial-coverage acquisition shows it; the reference
+    cut alike, the affine moved with the slab's first slice."""
+    def change(data, affine, ref):
+        axis = int(np.argmax(np.abs(np.asarray(affine)[world_axis, :3])))
+        spacing = float(np.linalg.norm(np.asarray(affine)[:3, axis]))
+        brain = np.flatnonzero(np.moveaxis(ref > 0, axis, 0).reshape(ref.shape[axis], -1).any(axis=1))
+        steps = int(round(mm / spacing))
+        start = max(0, (brain[0] + brain[-1]) // 2 - steps // 2)
+        index = np.arange(start, min(ref.shape[axis], start + steps))
+        new_affine = np.array(affine, dtype=float)
+        new_affine[:3, 3] += affine[:3, axis] * start
+        return (np.take(data, index, axis=axis), new_affine, np.take(ref, index, axis=axis), new_affine)
+    return change
+
+
 def noise(percent: float, seed: int) -> Change:
     """Rician noise of ``percent`` of the scan's 99.5th percentile added to the scan (magnitude of the scan plus
     complex Gaussian noise)."""
@@ -166,7 +183,7 @@ def bias(percent: float, seed: int) -> Change:
 
 def changes(affine: np.ndarray, factors: list[int], tilts: list[int], round_trip: bool = False,
             cuts: Sequence[int] = (), noises: Sequence[int] = (), biases: Sequence[int] = (),
-            seed: int = 0) -> list[tuple[str, Change | None]]:
+            seed: int = 0, slabs: Sequence[int] = ()) -> list[tuple[str, Change | None]]:
     import nibabel as nib
 
     codes = nib.aff2axcodes(affine)
@@ -177,6 +194,7 @@ def changes(affine: np.ndarray, factors: list[int], tilts: list[int], round_trip
     if round_trip:
         out += [(f"{name} {d} deg back", tilt(axis, d, True)) for d in tilts for name, axis in TILTS.items()]
     out += [(f"{side} cut {mm} mm", cut_fov(side, mm)) for mm in cuts for side in ("top", "bottom")]
+    out += [(f"{plane} slab {mm} mm", slab(axis, mm)) for mm in slabs for plane, axis in (("axial", 2), ("coronal", 1))]
     out += [(f"noise {p} %", noise(p, seed)) for p in noises]
     out += [(f"bias {p / 100:g}", bias(p, seed)) for p in biases]
     return out
@@ -184,7 +202,7 @@ def changes(affine: np.ndarray, factors: list[int], tilts: list[int], round_trip
 
 def scan_rows(segmenter, name: str, scan, ref, mapping: str, factors: list[int], tilts: list[int],
               round_trip: bool = False, cuts: Sequence[int] = (), noises: Sequence[int] = (),
-              biases: Sequence[int] = ()) -> list[dict]:
+              biases: Sequence[int] = (), slabs: Sequence[int] = ()) -> list[dict]:
     """The scan as acquired, then under each change (random ones seeded by the scan's name)."""
     from synthseg.evaluation.evaluate import evaluate_pair, onto_grid
     from synthseg.io.image import Image
@@ -194,7 +212,7 @@ def scan_rows(segmenter, name: str, scan, ref, mapping: str, factors: list[int],
     ref_on_scan = onto_grid(ref, scan)  # the reference on the scan's grid (the same grid for these data)
     rows = []
     seed = zlib.crc32(name.encode())
-    for label, change in changes(scan.affine, factors, tilts, round_trip, cuts, noises, biases, seed):
+    for label, change in changes(scan.affine, factors, tilts, round_trip, cuts, noises, biases, seed, slabs):
         data, affine, labels, ref_affine = np.asarray(scan.data), scan.affine, ref_on_scan, scan.affine
         if change is not None:
             data, affine, labels, ref_affine = change(data, affine, labels)
@@ -202,10 +220,12 @@ def scan_rows(segmenter, name: str, scan, ref, mapping: str, factors: list[int],
         pred = Image(np.asarray(result.labels.dataobj), affine)  # onto the reference's grid by world position
         scored = evaluate_pair(pred, Image(labels, ref_affine), table, hd95=False)
         dice = {r["structure"]: r["dice"] for r in scored.rows}
-        row = {"scan": name, "change": label, "mean12": float(np.mean([dice[s] for s in BRAIN])), "dice": dice,
+        # a structure a slab leaves out of the reference and the labels alike has no Dice (NaN) and does not count
+        row = {"scan": name, "change": label, "mean12": float(np.nanmean([dice[s] for s in BRAIN])), "dice": dice,
                "route": result.expert["contrast"] if result.expert else "general", "pose": result.pose,
                "seconds": result.timings["total_s"], "brain_confidence": result.brain_confidence,
-               "confidence": {s: result.qc[s]["mean_confidence"] for s in BRAIN}}
+               "confidence": {s: result.qc[s]["mean_confidence"] for s in BRAIN},
+               "brain_at_edges": result.brain_at_edges}
         rows.append(row)
         print(f"  {name:<20} {label:<16} mean-12 {row['mean12']:.3f}  route {row['route']}  {describe_pose(result)}",
               flush=True)
@@ -222,7 +242,8 @@ def summarise(rows: list[dict]) -> list[str]:
     for (group, label), members in groups.items():
         value = float(np.mean([m["mean12"] for m in members]))
         ratio = float(np.mean([m["mean12"] / baseline[m["scan"]] for m in members]))
-        per_structure = {s: np.mean([m["dice"][s] for m in members]) for s in BRAIN if s != "CSF" or group != "bert"}
+        per_structure = {s: np.nanmean([m["dice"][s] for m in members]) for s in BRAIN
+                         if (s != "CSF" or group != "bert") and not all(np.isnan(m["dice"][s]) for m in members)}
         low = min(per_structure, key=per_structure.get)
         lines.append(f"{group:<5} {label:<16} {len(members):>2} {value:>8.4f} {ratio:>6.3f}  {low} {per_structure[low]:.3f}")
     return lines
@@ -259,6 +280,8 @@ def main() -> None:
                         help="also each tilt resampled back onto the scan's grid: its interpolation losses alone")
     parser.add_argument("--cuts", default="",
                         help="mm of brain cut from the field of view, at the top and at the bottom ('': none)")
+    parser.add_argument("--slabs", default="",
+                        help="mm of an axial and of a coronal slab kept, centred on the brain ('': none)")
     parser.add_argument("--noise", default="",
                         help="Rician noise, in percent of the scan's 99.5th percentile ('': none; training 0-6)")
     parser.add_argument("--bias", default="",
@@ -268,6 +291,7 @@ def main() -> None:
     args = parser.parse_args()
     bert_factors, ixi_factors = numbers(args.bert_factors, odd=True), numbers(args.ixi_factors, odd=True)
     tilts, cuts, noises, biases = numbers(args.tilts), numbers(args.cuts), numbers(args.noise), numbers(args.bias)
+    slabs = numbers(args.slabs)
     header("real scans acquired differently")
     from synthseg.inference.segmenter import Segmenter
     from synthseg.io.image import load_image
@@ -282,12 +306,12 @@ def main() -> None:
     start = time.perf_counter()
     rows = scan_rows(segmenter, "bert", load_image(bert_dir / "norm.mgz"),
                      load_image(bert_dir / "aseg.mgz", labels=True), "aseg", bert_factors, tilts, args.round_trip, cuts,
-                     noises, biases)
+                     noises, biases, slabs)
     for scan in sorted((ixi_dir / "t1").glob("*.nii.gz"))[:args.ixi]:
         stem = scan.name.split(".nii")[0]
         ref = next((ixi_dir / "dlmuse").glob(f"{stem}*"))
         rows += scan_rows(segmenter, stem, load_image(scan), load_image(ref, labels=True), "muse", ixi_factors, tilts,
-                          args.round_trip, cuts, noises, biases)
+                          args.round_trip, cuts, noises, biases, slabs)
     print("\n".join(summarise(rows)))
     print("\n".join(confidence_lines([r for r in rows if r["scan"] != "bert"])))
     print(f"{len(rows)} segmentations in {time.perf_counter() - start:.0f} s")

@@ -34,7 +34,12 @@ class SegmentationResult:
     # mean normalised intensity per experts.SIGNATURE_IDS structure under the first pass, which chose
     # the expert (None: no MR experts, or CT); kept so a route can be checked and rules compared
     signature: list[float | None] | None = None
-    skull_stripped: bool = False  # too little skull and scalp found: extra-cerebral volumes are not meaningful
+    # too little skull and scalp found: extra-cerebral volumes are not meaningful; None when the field of view cuts
+    # the brain (a slab's ring of skull and scalp says nothing either way)
+    skull_stripped: bool | None = False
+    # {side: cm²} of brain structures on the faces of the label map's grid where the field of view cuts the brain
+    # (:func:`synthseg.inference.coverage.brain_at_edges`): their volumes cover only the part in view; {} when whole
+    brain_at_edges: dict[str, float] = field(default_factory=dict)
     bias_corrected: bool = False  # divided by its N4 bias field before segmenting (bias_correct=True, MR)
     # the head's turn from the model's reference pose ({"degrees" and "residual_mm" of the last read, "reads":
     # the angle of every read — the first grid's, then each turned grid's — and "turned": segmented again on
@@ -64,11 +69,13 @@ class SegmentationResult:
                 for side in ("left", "right")}
 
     def what_was_done(self) -> dict:
-        """How this scan was read and segmented (modality, network, pose, bias correction, warnings) and how sure
-        the network was of its brain: the head of ``_qc.json`` and each input's entry in the batch provenance."""
+        """How this scan was read and segmented (modality, network, pose, bias correction, warnings), whether it holds
+        the whole brain, and how sure the network was of it: the head of ``_qc.json`` and each input's entry in the
+        batch provenance."""
         return {"modality": self.modality, "expert": self.expert, "contrast_signature": self.signature,
-                "skull_stripped": self.skull_stripped, "pose": self.pose, "bias_corrected": self.bias_corrected,
-                "warnings": self.warnings, "brain_confidence": self.brain_confidence}
+                "skull_stripped": self.skull_stripped, "brain_at_edges_cm2": self.brain_at_edges, "pose": self.pose,
+                "bias_corrected": self.bias_corrected, "warnings": self.warnings,
+                "brain_confidence": self.brain_confidence}
 
     def save(self, destination: str | Path, stem: str | None = None, qc: bool = False) -> dict[str, Path]:
         """Write the labels (plus posteriors, the hemisphere map and ``_qc.json`` when present/asked) where

@@ -32,6 +32,7 @@ from scipy import ndimage
 from synthseg.device import AMP_MODES, autocast_dtype, resolve_device
 from synthseg.errors import SynthSegError, check_choice
 from synthseg.inference.cleanup import remove_islands
+from synthseg.inference.coverage import brain_at_edges, coverage_warning
 from synthseg.io.geometry import (BoundingBox, argmax_to_grid, grid_for_spacing, pad_to_shape,
                                   probability_slabs, resample_to_grid, to_canonical, voxel_sizes, voxel_volume_ml)
 from synthseg.io.image import MAX_VOXELS, Image, load_image, looks_like_label_map, validate_image
@@ -249,12 +250,18 @@ class Segmenter:
                 warnings.append(f"hemispheres not split: {reason}")
             timings["hemispheres_s"] = time.perf_counter() - t
         qc = self._qc(first_grid, volumes)
-        stripped = looks_skull_stripped(volumes)
+        edges = brain_at_edges(labels, out_affine)
+        if edges:  # a slab's skull and scalp are a thin ring: too little of them says nothing about stripping
+            warnings.append(coverage_warning(edges))
+            stripped = None
+        else:
+            stripped = looks_skull_stripped(volumes)
         if stripped:
             warnings.append("input looks skull-stripped: dura, vessel, skull and head volumes are not meaningful")
         timings["total_s"] = time.perf_counter() - start
         return SegmentationResult(label_img, volumes, qc, modality, {k: round(v, 3) for k, v in timings.items()},
                                   post_img, image.path, warnings=warnings, expert=chosen, skull_stripped=stripped,
+                                  brain_at_edges=edges,
                                   bias_corrected=corrected, pose=pose, hemispheres=hemispheres, hemisphere_map=hemi_img,
                                   signature=None if signature is None else signature_as_list(signature))
 
