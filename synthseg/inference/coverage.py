@@ -45,3 +45,8 @@ def coverage_warning(edges: dict[str, float]) -> str | None:
     sides = ", ".join(f"{side} {area:g} cm²" for side, area in edges.items())
     return (f"the field of view cuts the brain ({sides} of brain at its edge): the structures there are cut, and "
             "their volumes cover only the part in view")
+
+
+def cut_on_opposite_sides(edges: dict[str, float]) -> bool:
+    """Whether :func:`brain_at_edges`' result is a slab: the brain cut on two opposite sides of the head."""
+    return any({_TOWARDS[code], _TOWARDS[_OPPOSITE[code]]} <= edges.keys() for code in "RAS")

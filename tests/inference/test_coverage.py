@@ -2,7 +2,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from synthseg.inference.coverage import brain_at_edges, coverage_warning
+from synthseg.inference.coverage import brain_at_edges, coverage_warning, cut_on_opposite_sides
 from synthseg.inference.segmenter import Segmenter
 
 
@@ -64,3 +64,9 @@ def test_the_segmenter_warns_of_a_cut_brain_and_leaves_stripping_undecided(tiny_
     assert not any("field of view" in w for w in whole.warnings)
     assert cut.brain_at_edges == {"superior": 42.0} and cut.skull_stripped is None
     assert coverage_warning(edges) in cut.warnings and cut.what_was_done()["brain_at_edges_cm2"] == edges
+
+
+def test_a_slab_is_a_brain_cut_on_opposite_sides():
+    assert cut_on_opposite_sides({"superior": 80.0, "inferior": 60.0})
+    assert cut_on_opposite_sides({"left": 12.0, "anterior": 30.0, "right": 11.0})
+    assert not cut_on_opposite_sides({"superior": 80.0, "anterior": 60.0}) and not cut_on_opposite_sides({})

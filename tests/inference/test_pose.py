@@ -183,3 +183,17 @@ def test_export_and_calibrate_store_the_training_templates_pose(tiny_model, tmp_
     (model / "model.json").write_text(json.dumps(card))
     calibrate_pose(model)
     assert json.loads((model / "model.json").read_text())["pose"] == pose
+
+
+@pytest.mark.parametrize("edges, turned", [({"superior": 50.0}, True), ({"superior": 50.0, "inferior": 40.0}, False)])
+def test_a_slab_stays_straight_and_a_one_sided_cut_turns(tiny_model, phantom_small, monkeypatch, edges, turned):
+    """A brain cut by the field of view on opposite sides (a slab) keeps straight grids whatever turn its cut
+    constellation reads; cut on one side only, it turns as a whole head does."""
+    import synthseg.inference.segmenter as segmenter_module
+
+    labels, affine = phantom_small
+    reference = reference_constellation([structure_centroids(labels, 4.0)])
+    monkeypatch.setattr(segmenter_module, "brain_at_edges", lambda labels, grid: dict(edges))
+    result, _, grids = _segment_with_oracle(tiny_model, labels, affine, monkeypatch, 35.0, reference)
+    assert result.pose["degrees"] == pytest.approx(35.0, abs=4.0) and result.pose["turned"] == turned
+    assert len(grids) == (2 if turned else 1) and result.brain_at_edges == edges
