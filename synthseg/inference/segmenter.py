@@ -261,8 +261,8 @@ class Segmenter:
         timings["total_s"] = time.perf_counter() - start
         return SegmentationResult(label_img, volumes, qc, modality, {k: round(v, 3) for k, v in timings.items()},
                                   post_img, image.path, warnings=warnings, expert=chosen, skull_stripped=stripped,
-                                  brain_at_edges=edges,
-                                  bias_corrected=corrected, pose=pose, hemispheres=hemispheres, hemisphere_map=hemi_img,
+                                  brain_at_edges=edges, bias_corrected=corrected, pose=pose, hemispheres=hemispheres,
+                                  hemisphere_map=hemi_img,
                                   signature=None if signature is None else signature_as_list(signature))
 
     def output_grid(self, image: Image) -> tuple[tuple[int, ...], np.ndarray]:
