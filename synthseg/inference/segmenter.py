@@ -489,8 +489,8 @@ class Segmenter:
         rotation, residual, centre = fit
         reads = [rotation_degrees(rotation)]
         turn = None
-        slab = cut_on_opposite_sides(brain_at_edges(probs.argmax(0), box.cropped_affine(affine)))
-        if reads[0] > POSE_TURN_DEGREES and residual <= MAX_RESIDUAL_MM and not slab:
+        if (reads[0] > POSE_TURN_DEGREES and residual <= MAX_RESIDUAL_MM  # a slab read last: only when it matters
+                and not cut_on_opposite_sides(brain_at_edges(probs.argmax(0), box.cropped_affine(affine)))):
             while True:
                 turn = (rotation, centre)
                 probs = self._predict_turned(antialiased, modality, spacing, turn, network, box, affine)
