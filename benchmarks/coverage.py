@@ -20,36 +20,14 @@ import argparse
 import numpy as np
 
 from _common import dev_scans, header
+from real_robustness import cut_fov, slab
 from synthseg.device import AMP_MODES
 
-CUTS = [("axial slab", 2, 30), ("axial slab", 2, 60), ("axial slab", 2, 90), ("coronal slab", 1, 30),
-        ("coronal slab", 1, 60), ("top cut", 2, 20), ("top cut", 2, 40), ("bottom cut", 2, 20),
-        ("bottom cut", 2, 40)]
 EXTENT_IDS = (1, 5)  # cortex and cerebellar cortex: the brain's extent without the brainstem down the neck
-
-
-def cut(image, labels: np.ndarray, kind: str, world_axis: int, mm: float):
-    """``image`` cut like ``kind``: a slab of ``mm`` centred on the brain, or ``mm`` removed beyond the top or the
-    bottom of the brain, along the voxel axis nearest to ``world_axis``; the affine moved with the first slice."""
-    from synthseg.io.image import Image
-
-    affine = np.asarray(image.affine, dtype=float)
-    axis = int(np.argmax(np.abs(affine[world_axis, :3])))
-    spacing = float(np.linalg.norm(affine[:3, axis]))
-    lines = np.moveaxis(np.isin(labels, EXTENT_IDS), axis, 0).reshape(labels.shape[axis], -1)
-    brain = np.flatnonzero(lines.any(axis=1))
-    steps = int(round(mm / spacing))
-    if kind.endswith("slab"):
-        centre = (brain[0] + brain[-1]) // 2
-        start, stop = centre - steps // 2, centre + steps - steps // 2
-    elif (kind == "top cut") == (affine[world_axis, axis] > 0):  # the cut removes the high-index end
-        start, stop = 0, brain[-1] + 1 - steps
-    else:
-        start, stop = brain[0] + steps, labels.shape[axis]
-    start, stop = max(0, start), min(labels.shape[axis], stop)
-    moved = affine.copy()
-    moved[:3, 3] += affine[:3, axis] * start
-    return Image(np.take(np.asarray(image.data), np.arange(start, stop), axis=axis), moved)
+# real_robustness's changes, placed on the scan's own labels (an extent mask in place of a reference)
+CUTS = [(f"axial slab {mm} mm", slab(2, mm)) for mm in (30, 60, 90)]
+CUTS += [(f"coronal slab {mm} mm", slab(1, mm)) for mm in (30, 60)]
+CUTS += [(f"{side} cut {mm} mm", cut_fov(side, mm)) for side in ("top", "bottom") for mm in (20, 40)]
 
 
 def main() -> None:
@@ -64,7 +42,7 @@ def main() -> None:
     from synthseg.device import retain_freed_memory
     from synthseg.inference.coverage import BRAIN_AT_EDGE_CM2, brain_at_edges
     from synthseg.inference.segmenter import Segmenter, looks_skull_stripped
-    from synthseg.io.image import load_image
+    from synthseg.io.image import Image, load_image
 
     retain_freed_memory()
     header("field of view coverage")
@@ -88,8 +66,10 @@ def main() -> None:
         name = path.name.split(".")[0]
         labels = report(name, image)
         if any(name.startswith(prefix) for prefix in prefixes):
-            for kind, world_axis, mm in CUTS:
-                report(f"{name} {kind} {mm} mm", cut(image, labels, kind, world_axis, mm))
+            extent = np.isin(labels, EXTENT_IDS)
+            for label, change in CUTS:
+                data, affine, _, _ = change(np.asarray(image.data), image.affine, extent)
+                report(f"{name} {label}", Image(data, affine))
 
     whole = [largest for name, largest, _ in rows if " " not in name]
     cuts = [(name, edges) for name, _, edges in rows if " " in name]

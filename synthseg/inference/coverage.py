@@ -14,11 +14,11 @@ import nibabel as nib
 import numpy as np
 
 from synthseg.io.geometry import voxel_sizes
+from synthseg.labels.protocol import BRAIN_STRUCTURE_IDS
 
 BRAIN_AT_EDGE_CM2 = 10.0  # brain on a face of the grid from this area on: the field of view cuts it there
 _TOWARDS = {"R": "right", "L": "left", "A": "anterior", "P": "posterior", "S": "superior", "I": "inferior"}
 _OPPOSITE = {"R": "L", "L": "R", "A": "P", "P": "A", "S": "I", "I": "S"}
-BRAIN_STRUCTURE_IDS = tuple(range(1, 13))  # cortex … hippocampus, CSF included
 
 
 def brain_at_edges(labels: np.ndarray, affine: np.ndarray, min_cm2: float = BRAIN_AT_EDGE_CM2) -> dict[str, float]:

@@ -25,9 +25,9 @@ from scipy import ndimage, optimize
 
 from synthseg.inference.pose import MIN_STRUCTURES, structure_centroids
 from synthseg.io.geometry import voxel_volume_ml
-from synthseg.labels.protocol import STRUCTURES
+from synthseg.labels.protocol import BRAIN_STRUCTURE_IDS, STRUCTURES
 
-LATERALISED_IDS = tuple(range(1, 13))  # cortex … hippocampus: the structures split by hemisphere
+LATERALISED_IDS = BRAIN_STRUCTURE_IDS  # cortex … hippocampus: the structures split by hemisphere
 LEFT, RIGHT = 1, 2  # the values of a hemisphere map (:func:`hemisphere_map`); 0 is every voxel outside LATERALISED_IDS
 SYMMETRY_POINTS = 40_000  # brain voxels sampled for the symmetry score (seeded: the same plane every run)
 # a plane turned further than this from the header's left-right axis is no mid-sagittal plane to trust

@@ -278,8 +278,8 @@ def head_crop(normalized: np.ndarray, window: Sequence[int] | None = None, overl
     ``overlap``), less of that margin along an axis where all of it would cost a row of windows more than the
     head needs. A 1 mm head on the 1.8 mm grid is often 4-8 voxels longer than one window with its margin,
     not without: two rows of windows instead of one, for air."""
-    mask = head_box_mask(normalized)
-    head, box = BoundingBox.around(mask), BoundingBox.around(mask, HEAD_MARGIN_VOXELS)
+    head = BoundingBox.around(head_box_mask(normalized))
+    box = head.grown(HEAD_MARGIN_VOXELS)
     if window is None:
         return box
     start, stop = list(box.start), list(box.stop)

@@ -480,7 +480,8 @@ class Segmenter:
         again, and while a read differs from the turn applied by more than ``POSE_REREAD_DEGREES`` the grid is
         turned anew, ``POSE_READS`` reads at most. A slab (the brain cut by the field of view on opposite sides)
         stays straight: its structures are cut, their centroids move, and the turn read from them is an artefact
-        (60 mm axial slabs of IXI and bert: 11 of 22 turned, mean-12 0.052 lower than straight; benchmarks/RESULTS.md)."""
+        (60 mm axial slabs of IXI and bert: 11 of 22 turned, mean-12 0.052 lower than straight;
+        benchmarks/RESULTS.md)."""
         if not self.pose or not self.card.get("pose"):
             return probs, None, None
         fit = self._read_pose(probs, box, affine, spacing)

@@ -314,14 +314,19 @@ class BoundingBox:
         shape = tuple(int(n) for n in mask.shape)
         if not mask.any():
             return cls((0, 0, 0), shape, shape)
-        margin = np.broadcast_to(np.asarray(margin, int), (3,))
         start, stop = [], []
         for axis in range(3):
             other = tuple(a for a in range(3) if a != axis)
             hits = np.flatnonzero(mask.any(axis=other))
-            start.append(int(max(0, hits[0] - margin[axis])))
-            stop.append(int(min(shape[axis], hits[-1] + 1 + margin[axis])))
-        return cls(tuple(start), tuple(stop), shape)
+            start.append(int(hits[0]))
+            stop.append(int(hits[-1]) + 1)
+        return cls(tuple(start), tuple(stop), shape).grown(margin)
+
+    def grown(self, margin: int | Sequence[int]) -> "BoundingBox":
+        """The box with ``margin`` voxels more on every side (per axis if a sequence), within its grid."""
+        margin = np.broadcast_to(np.asarray(margin, int), (3,))
+        return BoundingBox(tuple(int(max(0, a - m)) for a, m in zip(self.start, margin)),
+                           tuple(int(min(n, b + m)) for b, m, n in zip(self.stop, margin, self.shape)), self.shape)
 
 
 def crop_to_mask(image: Image, mask: np.ndarray, margin: int | Sequence[int] = 0) -> tuple[Image, BoundingBox]:

@@ -44,6 +44,8 @@ NUM_CLASSES = len(STRUCTURES)  # 17 including background
 # the brain as a volume (and a skull-stripping tool) sees it: tissue and ventricles, without the
 # extra-ventricular CSF, dura, vessels, skull and other head tissue around it
 BRAIN_IDS = (1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12)
+# the 12 brain structures, CSF included: what the mean-12 Dice, the hemisphere split and the coverage check read
+BRAIN_STRUCTURE_IDS = tuple(range(1, 13))
 INTRACRANIAL = tuple(range(1, 15))  # brain, CSF, dura and vessels: everything inside the skull (ICV)
 FORMATS = ("text", "json", "tsv", "fslut", "itksnap")
 
