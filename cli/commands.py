@@ -48,6 +48,7 @@ def checked_csv_path(path: str | Path, option: str) -> Path:
 
 def cmd_volumes(args: Namespace) -> int:
     from synthseg.evaluation.volumes import label_maps_in, stored_volumes, volumes_csv
+    from synthseg.inference.coverage import coverage_warning
     from synthseg.io.image import write_atomic
 
     output = checked_csv_path(args.output, "-o") if args.output else None
@@ -55,9 +56,14 @@ def cmd_volumes(args: Namespace) -> int:
     rows = []
     for path in paths:
         try:
-            rows.append(stored_volumes(path))
+            row = stored_volumes(path)
         except SynthSegError as error:
             failed.append(str(error))
+            continue
+        rows.append(row)
+        warning = coverage_warning(row["brain_at_edges_cm2"])  # as `segment` warns of a brain cut by the view
+        if warning:
+            _err(f"{path}: warning: {warning}")
     if rows:
         text = volumes_csv(rows)
         if output is None:

@@ -3,8 +3,9 @@
 ``synthseg segment`` reports expected volumes under the network's probabilities; a label map on disk — perhaps
 corrected by hand since, or written by another tool in this protocol — has only its voxels. These are counted
 here (ml, ``|det|`` of the affine per voxel, so sheared grids count right), with the brain structures per side
-where the map's ``_hemi`` file from ``segment --hemispheres`` lies beside it. Rows come in the layout of
-``segment --volumes`` (:func:`volumes_csv`, which writes both).
+where the map's ``_hemi`` file from ``segment --hemispheres`` lies beside it, and the sides where the field of view
+cuts the brain (:func:`synthseg.inference.coverage.brain_at_edges`: those volumes cover only the part in view). Rows
+come in the layout of ``segment --volumes`` (:func:`volumes_csv`, which writes both).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from synthseg.errors import SynthSegError
+from synthseg.inference.coverage import brain_at_edges
 from synthseg.inference.hemispheres import LATERALISED_IDS, LEFT, RIGHT
 from synthseg.inference.result import output_paths
 from synthseg.io.geometry import voxel_volume_ml
@@ -72,7 +74,8 @@ def label_maps_in(specs: Sequence[str | Path], recursive: bool = False) -> tuple
 
 
 def stored_volumes(label_path: str | Path) -> dict[str, object]:
-    """One row for a label map on disk: ``input`` (its path), the 16 structures' and ICV's volumes, and, when its
+    """One row for a label map on disk: ``input`` (its path), the 16 structures' and ICV's volumes,
+    ``brain_at_edges_cm2`` (where the field of view cuts the brain, as ``segment`` reports it) and, when its
     hemisphere map lies beside it, the brain structures' volumes per side. :class:`SynthSegError` (one line,
     naming the file) for anything that is not a label map of the 16 structures."""
     label_path = Path(label_path)
@@ -81,7 +84,8 @@ def stored_volumes(label_path: str | Path) -> dict[str, object]:
     if labels.max() >= NUM_CLASSES:
         raise SynthSegError(f"holds code {int(labels.max())}, not one of the {NUM_CLASSES - 1} structures' ids "
                             "(0-16); is this another protocol's label map?", label_path)
-    row: dict[str, object] = {"input": str(label_path), **label_volumes(labels, image.affine)}
+    row: dict[str, object] = {"input": str(label_path), **label_volumes(labels, image.affine),
+                              "brain_at_edges_cm2": brain_at_edges(labels, image.affine)}
     hemi_path = output_paths(label_path, "")["hemispheres"] if label_path.name.endswith((".nii", ".nii.gz")) else None
     if hemi_path is not None and hemi_path.exists():
         row.update(side_volumes(labels, _hemisphere_map(hemi_path, image), image.affine))
@@ -100,14 +104,16 @@ def _hemisphere_map(path: Path, labels: Image) -> np.ndarray:
 
 
 def volumes_csv(rows: Sequence[dict]) -> str:
-    """One row per input: the 16 structures' volumes and ICV (ml), then, where any row has them, the brain
-    structures' volumes per hemisphere (``--hemispheres``; empty for an input without a split)."""
-    columns = ["input"] + [s.short for s in STRUCTURES[1:]] + ["ICV"]
+    """One row per input: the 16 structures' volumes and ICV (ml), ``brain_cut`` (the sides of the head where the
+    field of view cuts the brain, from each row's ``brain_at_edges_cm2``, space-separated; empty when the brain is
+    whole), then, where any row has them, the brain structures' volumes per hemisphere (``--hemispheres``; empty for
+    an input without a split)."""
+    columns = ["input"] + [s.short for s in STRUCTURES[1:]] + ["ICV", "brain_cut"]
     columns += [f"{s.short}_{side}" for s in SIDE_STRUCTURES for side in ("left", "right")
                 if any(f"{s.short}_{side}" in row for row in rows)]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in sorted(rows, key=lambda r: r["input"]):
-        writer.writerow(row)
+        writer.writerow({**row, "brain_cut": " ".join(row["brain_at_edges_cm2"])})
     return buffer.getvalue()

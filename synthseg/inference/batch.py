@@ -119,7 +119,8 @@ def run_batch(inputs: Sequence[Path], out: Path | None, make_segmenter: Callable
             paths = result.save(targets["labels"], qc=qc)
             _write_label_table(targets["labels"].parent)
             report.done.append(paths["labels"])
-            report.rows.append({"input": str(path), **result.volumes, **result.hemisphere_volumes})
+            report.rows.append({"input": str(path), **result.volumes, "brain_at_edges_cm2": result.brain_at_edges,
+                                **result.hemisphere_volumes})
             report.files[str(path)] = {**result.what_was_done(), "timings": result.timings}
             for warning in result.warnings:
                 announce(f"{path}: warning: {warning}")

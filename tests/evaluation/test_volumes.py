@@ -1,6 +1,7 @@
 import csv
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,6 +61,27 @@ def test_a_written_label_map_and_its_hemisphere_map_give_the_csv_row_segment_wri
     assert "GM_left" not in rows[1]
     table = list(csv.DictReader(volumes_csv(rows).splitlines()))
     assert table[0]["GM_left"] == str(rows[0]["GM_left"]) and table[1]["GM_left"] == ""
+    assert rows[0]["brain_at_edges_cm2"] == {} and table[0]["brain_cut"] == ""  # 8 voxels of 4 mm² on a face
+
+
+def test_a_map_whose_brain_reaches_two_faces_is_marked_cut_in_the_csv_and_warned(tmp_path, capsys):
+    """Two slabs of white matter through the grid's axial faces, 1 mm voxels: 9 cm² on each face stays under the
+    10 cm² of a cut (a brainstem's few cm²), 25 cm² is a cut on both sides."""
+    labels = np.zeros((40, 40, 6), np.uint8)
+    labels[5:35, 5:35, :] = 2  # 30 x 30 mm on the top and bottom slices
+    slab = write_nifti(tmp_path / "slab_dseg.nii.gz", labels, np.eye(4), np.uint8)
+    wide = np.zeros((60, 60, 6), np.uint8)
+    wide[5:55, 5:55, :] = 2  # 50 x 50 mm: 25 cm² each
+    wide_path = write_nifti(tmp_path / "wide_dseg.nii.gz", wide, np.eye(4), np.uint8)
+    assert stored_volumes(slab)["brain_at_edges_cm2"] == {}  # 9 cm²: under the 10 cm² of a cut
+    assert stored_volumes(wide_path)["brain_at_edges_cm2"] == {"inferior": 25.0, "superior": 25.0}
+    out = tmp_path / "vol.csv"
+    assert main(["volumes", str(slab), str(wide_path), "-o", str(out)]) == 0
+    assert capsys.readouterr().err.strip() == (
+        f"{wide_path}: warning: the field of view cuts the brain (inferior 25 cm², superior 25 cm² of brain at its "
+        "edge): the structures there are cut, and their volumes cover only the part in view")
+    table = {Path(r["input"]).name: r["brain_cut"] for r in csv.DictReader(out.open(encoding="utf-8"))}
+    assert table == {"slab_dseg.nii.gz": "", "wide_dseg.nii.gz": "inferior superior"}
 
 
 @pytest.mark.parametrize("labels, sides, message", [

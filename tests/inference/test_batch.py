@@ -49,6 +49,8 @@ def test_batch_with_a_corrupt_file_finishes_the_others(tmp_path, phantom_t1, tin
         assert entry["timings"]["total_s"] > 0 and entry["modality"] == "mr" and 0 < entry["brain_confidence"] <= 1
         assert {k: v for k, v in entry.items() if k != "timings"} == {
             k: v for k, v in qc.items() if k not in ("volumes_ml", "structures")}
+        cut = " ".join(qc["brain_at_edges_cm2"])  # the CSV's word for the QC's cut sides
+        assert next(r["brain_cut"] for r in rows if r["input"] == str(path)) == cut
 
 
 def test_hemispheres_add_left_and_right_volumes_to_the_csv_and_the_plane_to_the_qc(tmp_path, phantom_t1, tiny_model,
