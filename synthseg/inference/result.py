@@ -12,7 +12,7 @@ import numpy as np
 
 from synthseg.errors import SynthSegError
 from synthseg.io.image import Image, save_image, strip_image_suffix, write_atomic
-from synthseg.labels.protocol import STRUCTURES
+from synthseg.labels.protocol import BRAIN_STRUCTURE_IDS, STRUCTURES
 
 
 @dataclass
@@ -57,7 +57,8 @@ class SegmentationResult:
         """Mean of the 12 brain structures' (ids 1-12) mean confidence: one quality figure per scan, to sort a batch
         by (it tracked IXI's mean-12 Dice at r = 0.78 across thick slices, noise and bias fields;
         benchmarks/RESULTS.md, "Confidence as a quality check")."""
-        return round(float(np.mean([self.qc[s.short]["mean_confidence"] for s in STRUCTURES[1:13]])), 3)
+        confidences = [self.qc[STRUCTURES[i].short]["mean_confidence"] for i in BRAIN_STRUCTURE_IDS]
+        return round(float(np.mean(confidences)), 3)
 
     @property
     def hemisphere_volumes(self) -> dict[str, float]:

@@ -46,7 +46,7 @@ from synthseg.inference.preprocessing import (CT_SCALE_NAMES, MODALITIES, bias_c
                                               detect_modality, fill_as_background, finite_values, head_crop,
                                               n4_unsuitable, normalize, to_hounsfield)
 from synthseg.inference.result import SegmentationResult
-from synthseg.labels.protocol import INTRACRANIAL, NUM_CLASSES, STRUCTURES
+from synthseg.labels.protocol import BRAIN_STRUCTURE_IDS, INTRACRANIAL, NUM_CLASSES, STRUCTURES
 from synthseg.synthesis.acquisition import blur
 from synthseg.synthesis.intensity import MR_PERCENTILES, robust_quantiles
 
@@ -57,7 +57,6 @@ STRIPPED_HEAD_RATIO = 0.25
 # Where N4 fits a bias field (bias_correct=True): brain and CSF under one pass of the general network, grown by
 # a margin for the labels' misses. Against an Otsu mask of the whole head (scalp and skull pull the field), IXI
 # as acquired 0.7404 -> 0.7494 (0.7484 without N4), under a field of 0.4 0.7382 -> 0.7408 (benchmarks/RESULTS.md)
-N4_MASK_IDS = tuple(range(1, 13))
 N4_MASK_MARGIN_MM = 6.0
 # Working-grid spacings as factors of the model's: the plain grid and, with TTA, a second one 10 % finer
 # (the network sees the head 11 % larger on a grid that samples the scan at other points; measured in
@@ -405,7 +404,7 @@ class Segmenter:
                             image.path or "<array>")
 
     def _bias_corrected(self, canonical: Image) -> tuple[Image, str | None]:
-        """The canonical MR scan divided by the bias field N4 fits inside its brain and CSF (``N4_MASK_IDS`` under
+        """The canonical MR scan divided by the bias field N4 fits inside its brain and CSF (the brain structures under
         one straight pass of the general network, grown by ``N4_MASK_MARGIN_MM``), or unchanged and why not."""
         unsuitable = n4_unsuitable(canonical.data)
         if unsuitable:  # before the network pass that finds the brain, which it would waste
@@ -414,7 +413,7 @@ class Segmenter:
         work, box, affine = self._prepare(self._antialiased(canonical, spacing), "mr", spacing)
         labels = self._predict(work, self.loaded.network, (False,)).argmax(0)
         margin = max(1, int(round(N4_MASK_MARGIN_MM / spacing)))
-        brain = ndimage.binary_dilation(np.isin(labels, N4_MASK_IDS), iterations=margin)
+        brain = ndimage.binary_dilation(np.isin(labels, BRAIN_STRUCTURE_IDS), iterations=margin)
         full = pad_to_shape(brain.astype(np.float32), box, fill=0.0)
         mask = resample_to_grid(full, affine, canonical.shape, canonical.affine, order=0) > 0.5
         data, skipped = bias_corrected(canonical.data, canonical.spacing, mask)

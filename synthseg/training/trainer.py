@@ -23,7 +23,7 @@ import torch
 from synthseg.device import autocast_dtype, resolve_device
 from synthseg.errors import SynthSegError
 from synthseg.evaluation.metrics import dice_per_label
-from synthseg.labels.protocol import NUM_CLASSES
+from synthseg.labels.protocol import BRAIN_STRUCTURE_IDS, NUM_CLASSES
 from synthseg.networks import adapt_kernels, build_network, count_parameters
 from synthseg.synthesis.generator import Generator
 from synthseg.templates.library import load_templates, phantom_templates
@@ -271,7 +271,7 @@ class Trainer:
         pred, ref = np.stack(preds), np.stack(refs)
         scores = dice_per_label(pred, ref, range(1, NUM_CLASSES))
         valid = [v for v in scores.values() if not math.isnan(v)]
-        brain = [scores[k] for k in range(1, 13) if not math.isnan(scores[k])]
+        brain = [scores[k] for k in BRAIN_STRUCTURE_IDS if not math.isnan(scores[k])]
         return {"val_dice_mean": float(np.mean(valid)) if valid else 0.0,
                 "val_dice_brain": float(np.mean(brain)) if brain else 0.0,
                 "val_dice": {str(k): round(v, 4) for k, v in scores.items()}}
