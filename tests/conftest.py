@@ -86,15 +86,17 @@ def phantom_t1_8mm(phantom_t1):
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    """The last checkpoint of a tiny U-Net trained for 60 steps on T1 renders of the phantom."""
+    """The last checkpoint of a tiny U-Net trained for 100 steps on T1 renders of the phantom. Its 48³ patch, the
+    window it is read through, covers most of the 4 mm phantom's head crop: a segmentation takes 0.4 s where 32³
+    windows took 1.8 s (18 windows of this small network, each nearly as slow as a larger one on CPU)."""
     from synthseg.training.config import load_config
     from synthseg.training.trainer import Trainer
 
     run = tmp_path_factory.mktemp("tiny_run")
     config = load_config(None, [
-        "data.templates=phantom", "generator.patch_size=[32,32,32]", "generator.spacing=4.0",
+        "data.templates=phantom", "generator.patch_size=[48,48,48]", "generator.spacing=4.0",
         "generator.partial_volume_probability=0", "model.channels=[4,8,16]", "model.strides=[2,2]",
-        "loop.steps=60", "loop.val_every=60", "loop.val_samples=1", "loop.png_every=0", "loop.log_every=10",
+        "loop.steps=100", "loop.val_every=100", "loop.val_samples=1", "loop.png_every=0", "loop.log_every=10",
         "optim.lr=0.01", "optim.warmup_steps=5", "generator.mode=t1"])
     Trainer(config, run, progress=False).run()
     return sorted((run / "checkpoints").glob("step_*.pt"))[-1]

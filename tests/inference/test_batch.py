@@ -75,7 +75,7 @@ def test_hemispheres_add_left_and_right_volumes_to_the_csv_and_the_plane_to_the_
                  "--no-tta", "--hemispheres", "--volumes", str(tmp_path / "vol.csv"), "--qc"]) == 0
     assert "scan1.nii.gz: warning: hemispheres not split: a reason" in capsys.readouterr().err
     rows = list(csv.DictReader(open(tmp_path / "vol.csv", encoding="utf-8")))
-    assert list(rows[0])[-2:] == ["Hippo_left", "Hippo_right"] and len(rows[0]) == 1 + 17 + 24
+    assert list(rows[0])[-2:] == ["Hippo_left", "Hippo_right"] and len(rows[0]) == 1 + 17 + 1 + 24
     split = json.loads((out / "scan0_qc.json").read_text(encoding="utf-8"))["hemispheres"]
     assert split["plane"]["normal_ras"] == [1.0, 0.0, 0.0]
     for short in ("GM", "WM", "CSF", "Thal", "Hippo"):  # the structure's volume, split
