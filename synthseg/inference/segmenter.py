@@ -192,7 +192,7 @@ class Segmenter:
         timings["load_s"] = time.perf_counter() - start
         out_shape, out_affine = self.output_grid(image)
         t = time.perf_counter()
-        data, modality, warnings = self._values(image, self.modality)
+        data, modality, warnings, outside = self._values(image, self.modality)
         if modality == "ct" and self.contrast != "auto":
             raise SynthSegError(f"reads as CT, but contrast={self.contrast!r} names an MR expert (--modality mr if it "
                                 "is an MR scan)", image.path or "<array>")
@@ -249,7 +249,9 @@ class Segmenter:
                 warnings.append(f"hemispheres not split: {reason}")
             timings["hemispheres_s"] = time.perf_counter() - t
         qc = self._qc(first_grid, volumes)
-        edges = brain_at_edges(labels, out_affine)
+        if outside is not None and self.voxel_size is not None:
+            outside = resample_to_grid(outside.astype(np.float32), image.affine, out_shape, out_affine, order=0) > 0.5
+        edges = brain_at_edges(labels, out_affine, outside=outside)
         if edges:  # a slab's skull and scalp are a thin ring: too little of them says nothing about stripping
             warnings.append(coverage_warning(edges))
             stripped = None
@@ -319,14 +321,17 @@ class Segmenter:
         return image
 
     @staticmethod
-    def _values(image: Image, requested: str) -> tuple[np.ndarray, str, list[str]]:
+    def _values(image: Image, requested: str) -> tuple[np.ndarray, str, list[str], np.ndarray | None]:
         """The scan's values as the network reads them (float32; NaN/Inf and an MR scan's out-of-view fill as
         background, a few corrupt voxels clipped to the others' range, CT in Hounsfield units), its modality
-        (``requested``, or detected for ``auto``) and the warnings so far."""
+        (``requested``, or detected for ``auto``), the warnings so far, and the voxels beyond what was scanned
+        (NaN/Inf and fills; None when there are none), whose border is an edge of the field of view."""
         warnings = list(image.meta.get("warnings", []))
         data, note = finite_values(image.data)
+        outside = None
         if note:
             warnings.append(note)
+            outside = ~np.isfinite(image.data)
         data, note = clip_outliers(data)
         if note:
             warnings.append(note)
@@ -336,10 +341,13 @@ class Segmenter:
             data = to_hounsfield(data, scale)
             warnings.append(f"CT values read as {CT_SCALE_NAMES[scale]} and converted to Hounsfield units")
         if modality == "mr":
-            data, note = fill_as_background(data)
+            filled, note = fill_as_background(data)
             if note:
                 warnings.append(note)
-        return data, modality, warnings
+                changed = filled != data  # the fill: every voxel of it takes another value
+                outside = changed if outside is None else outside | changed
+            data = filled
+        return data, modality, warnings, outside
 
     def _fine_enough(self, image: Image) -> bool:
         """Whether a scan's voxels are small enough for its expert's fine grid (``FINE_SCAN_MAX_SPACING_MM``),

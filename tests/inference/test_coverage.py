@@ -44,6 +44,23 @@ def test_background_skull_and_head_on_the_faces_do_not_count():
     assert brain_at_edges(labels, np.diag([4.0, 4.0, 4.0, 1.0]), min_cm2=0.01) == {}
 
 
+def test_beyond_what_was_scanned_the_box_the_scan_fills_is_the_field_of_view():
+    """A resliced scan with NaN (or a fill) beyond a cut inside its grid is cut at the faces of the box its data
+    fill; a round brain on a NaN background (skull-stripped) touches that box at a few voxels only."""
+    labels = _brain_in_box()
+    outside = np.zeros(labels.shape, bool)
+    outside[:, :, 10:] = True  # nothing scanned above z = 10: the brain (z 4-15) cut there
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    assert brain_at_edges(labels, affine) == {}  # the grid's faces hold no brain
+    assert brain_at_edges(labels, affine, min_cm2=1.0, outside=outside) == {"superior": 5.8}  # 12 x 12 voxels of 4 mm²
+    centre = np.indices((40, 40, 40)) - 19.5
+    ball = np.linalg.norm(centre, axis=0) < 15  # a brain 60 mm across, stripped: NaN all round it
+    labels = np.where(ball, 1, 0).astype(np.uint8)
+    assert brain_at_edges(labels, affine, outside=~ball) == {}
+    touching = brain_at_edges(labels, affine, min_cm2=0.0, outside=~ball)  # the ball's flat caps on the voxel grid
+    assert len(touching) == 6 and max(touching.values()) == pytest.approx(2.1)  # of a 28 cm² cross-section
+
+
 def test_the_segmenter_warns_of_a_cut_brain_and_leaves_stripping_undecided(tiny_model, phantom_t1, monkeypatch):
     """Wiring (the tiny test model labels too little brain for a real cut; the benchmark measured real ones): the
     final labels on the output grid are read, a cut brain gets the warning, and skull stripping is not judged."""
@@ -51,19 +68,27 @@ def test_the_segmenter_warns_of_a_cut_brain_and_leaves_stripping_undecided(tiny_
 
     path, _, affine = phantom_t1
     seen, edges = [], {}
-    monkeypatch.setattr(segmenter_module, "brain_at_edges", lambda labels, grid: seen.append(
-        (labels.shape, grid)) or dict(edges))
+    monkeypatch.setattr(segmenter_module, "brain_at_edges", lambda labels, grid, outside=None: seen.append(
+        (labels.shape, grid, outside)) or dict(edges))
     segmenter = Segmenter(tiny_model, device="cpu", tta=False, voxel_size=8.0)
     whole = segmenter.segment(path)
     edges["superior"] = 42.0
     cut = segmenter.segment(path)
     assert whole.labels.shape != nib.load(str(path)).shape  # labels on the --voxel-size grid, and read there
     assert len(seen) == 2 and all(shape == whole.labels.shape and np.allclose(grid, whole.labels.affine)
-                                  for shape, grid in seen)
+                                  and outside is None for shape, grid, outside in seen)  # all of it was scanned
     assert whole.brain_at_edges == {} and isinstance(whole.skull_stripped, bool)
     assert not any("field of view" in w for w in whole.warnings)
     assert cut.brain_at_edges == {"superior": 42.0} and cut.skull_stripped is None
     assert coverage_warning(edges) in cut.warnings and cut.what_was_done()["brain_at_edges_cm2"] == edges
+    scan = np.asarray(nib.load(str(path)).dataobj, np.float32)
+    scan[:, :, scan.shape[2] // 2:] = np.nan  # resliced with NaN beyond a cut: the voxels beyond reach the check
+    segmenter.segment(scan, affine)
+    outside = seen[-1][2]
+    assert outside.shape == whole.labels.shape  # on the 8 mm output grid, nearest to the scan's NaN
+    assert outside[:, :, :outside.shape[2] // 2 - 1].sum() == 0 and outside[:, :, outside.shape[2] // 2 + 1:].all()
+    segmenter.segment(np.nan_to_num(scan, nan=-32768.0), affine)  # a reslicing tool's fill in place of NaN
+    assert np.array_equal(seen[-1][2], outside)
 
 
 def test_a_slab_is_a_brain_cut_on_opposite_sides():
