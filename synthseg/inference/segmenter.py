@@ -33,7 +33,7 @@ from synthseg.device import AMP_MODES, autocast_dtype, resolve_device
 from synthseg.errors import SynthSegError, check_choice
 from synthseg.inference.cleanup import remove_islands
 from synthseg.inference.coverage import brain_at_edges, coverage_warning, cut_on_opposite_sides
-from synthseg.io.geometry import (BoundingBox, argmax_to_grid, grid_for_spacing, pad_to_shape,
+from synthseg.io.geometry import (BoundingBox, argmax_to_grid, beyond_box, grid_for_spacing, pad_to_shape,
                                   probability_slabs, resample_to_grid, to_canonical, voxel_sizes, voxel_volume_ml)
 from synthseg.io.image import MAX_VOXELS, Image, load_image, looks_like_label_map, validate_image
 from synthseg.inference.experts import FineGrid, choose_expert, contrast_signature, signature_as_list
@@ -228,9 +228,19 @@ class Segmenter:
         # outside its head crop a grid counts as background (the rule of both functions outside a source)
         sources = [(probs, box.cropped_affine(affine)) for probs, box, affine in grids]
         labels = argmax_to_grid(sources, out_shape, out_affine)
+        beyond = None  # output voxels beyond the box the scanned voxels fill, where the scan holds unscanned ones
+        if outside is not None:
+            field_of_view = BoundingBox.around(~outside)
+            beyond = beyond_box(out_shape, out_affine, field_of_view, image.affine)
         post_img = None
         if posteriors:  # their argmax is the labels before the clean-up
-            post_img = _posterior_image(sources, image, out_shape, out_affine)
+            post_img = _posterior_image(sources, image, out_shape, out_affine, beyond)
+        if beyond is not None:  # nothing was scanned there: background in the labels and, once the labels are read
+            labels[beyond] = 0  # from them, in the working grids, so the volumes, QC and hemispheres count none of it
+            for probs, grid_affine in sources:
+                beyond_grid = beyond_box(probs.shape[1:], grid_affine, field_of_view, image.affine)
+                probs[:, beyond_grid] = 0.0
+                probs[0, beyond_grid] = 1.0
         timings["resample_s"] = time.perf_counter() - t
         if self.cleanup:  # the posteriors stay the network's; only the labels lose their islands
             t = time.perf_counter()
@@ -249,9 +259,7 @@ class Segmenter:
                 warnings.append(f"hemispheres not split: {reason}")
             timings["hemispheres_s"] = time.perf_counter() - t
         qc = self._qc(first_grid, volumes)
-        if outside is not None and self.voxel_size is not None:
-            outside = resample_to_grid(outside.astype(np.float32), image.affine, out_shape, out_affine, order=0) > 0.5
-        edges = brain_at_edges(labels, out_affine, outside=outside)
+        edges = brain_at_edges(labels, out_affine, outside=beyond)
         if edges:  # a slab's skull and scalp are a thin ring: too little of them says nothing about stripping
             warnings.append(coverage_warning(edges))
             stripped = None
@@ -682,16 +690,19 @@ def soft_volumes(sources: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, 
 
 
 def _posterior_image(sources: Sequence[tuple[np.ndarray, np.ndarray]], image: Image, shape: tuple[int, ...],
-                     affine: np.ndarray) -> nib.Nifti1Image:
+                     affine: np.ndarray, beyond: np.ndarray | None = None) -> nib.Nifti1Image:
     """The working grids' mean probabilities on the output grid (``shape``, ``affine``) as a 4D uint8 image
     (value/255 via scl_slope) with the input's header, quantised block by block: no float copy of the whole
     17-channel volume is ever held. Stored in Fortran order, as NIfTI lays it out on disk, so saving it copies
-    nothing (a C-ordered 256³ map took 4 s more to save)."""
+    nothing (a C-ordered 256³ map took 4 s more to save). Voxels ``beyond`` the field of view are background."""
     data = np.zeros((*shape, NUM_CLASSES), dtype=np.uint8, order="F")
     data[..., 0] = 255  # background where no working grid reaches
     for where, block in probability_slabs(sources, shape, affine):
         np.multiply(block, 255, out=block)
         data[where] = np.moveaxis(np.clip(np.rint(block, out=block), 0, 255, out=block), 0, -1)
+    if beyond is not None:
+        data[beyond] = 0
+        data[beyond, 0] = 255
     out = image.with_data(data[..., 0], affine).to_nifti(np.uint8)
     nifti = type(out)(data, out.affine, out.header)
     nifti.header.set_slope_inter(1 / 255.0, 0.0)

@@ -329,6 +329,24 @@ class BoundingBox:
                            tuple(int(min(n, b + m)) for b, m, n in zip(self.stop, margin, self.shape)), self.shape)
 
 
+def beyond_box(shape: Sequence[int], affine: np.ndarray, box: BoundingBox, box_affine: np.ndarray) -> np.ndarray:
+    """Which voxels of a grid (``shape``, ``affine``) lie beyond ``box`` of another grid (``box_affine``): their
+    centres' nearest voxel of that grid is outside the box. Computed a few planes at a time (a 256³ grid's
+    coordinates at once would take 0.4 GB)."""
+    shape = tuple(int(n) for n in shape)
+    mapping = (np.linalg.inv(box_affine) @ np.asarray(affine, dtype=float)).astype(np.float32)
+    start, stop = np.array(box.start)[:, None], np.array(box.stop)[:, None]
+    beyond = np.empty(shape, dtype=bool)
+    rest = np.indices(shape[1:], dtype=np.float32).reshape(2, -1)
+    for first in range(0, shape[0], 16):
+        planes = np.arange(first, min(first + 16, shape[0]), dtype=np.float32)
+        index = np.concatenate([np.repeat(planes, rest.shape[1])[None], np.tile(rest, len(planes))])
+        nearest = np.rint(mapping[:3, :3] @ index + mapping[:3, 3:])
+        inside = ((nearest >= start) & (nearest < stop)).all(axis=0)
+        beyond[first:first + len(planes)] = ~inside.reshape((len(planes), *shape[1:]))
+    return beyond
+
+
 def crop_to_mask(image: Image, mask: np.ndarray, margin: int | Sequence[int] = 0) -> tuple[Image, BoundingBox]:
     """Crop to the box around ``mask`` (plus margin); the affine moves so world positions stay."""
     box = BoundingBox.around(mask, margin)

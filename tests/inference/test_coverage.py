@@ -83,10 +83,14 @@ def test_the_segmenter_warns_of_a_cut_brain_and_leaves_stripping_undecided(tiny_
     assert coverage_warning(edges) in cut.warnings and cut.what_was_done()["brain_at_edges_cm2"] == edges
     scan = np.asarray(nib.load(str(path)).dataobj, np.float32)
     scan[:, :, scan.shape[2] // 2:] = np.nan  # resliced with NaN beyond a cut: the voxels beyond reach the check
-    segmenter.segment(scan, affine)
+    filled = segmenter.segment(scan, affine, posteriors=True)
     outside = seen[-1][2]
     assert outside.shape == whole.labels.shape  # on the 8 mm output grid, nearest to the scan's NaN
     assert outside[:, :, :outside.shape[2] // 2 - 1].sum() == 0 and outside[:, :, outside.shape[2] // 2 + 1:].all()
+    # nothing was scanned there: background in the labels and the posteriors, and no volume counted
+    assert not np.asanyarray(filled.labels.dataobj)[outside].any()
+    assert (np.asanyarray(filled.posteriors.dataobj)[outside] == 255 * np.eye(17, dtype=np.uint8)[0]).all()
+    assert filled.volumes["Head"] < 0.75 * whole.volumes["Head"]
     segmenter.segment(np.nan_to_num(scan, nan=-32768.0), affine)  # a reslicing tool's fill in place of NaN
     assert np.array_equal(seen[-1][2], outside)
 

@@ -2,7 +2,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from synthseg.io.geometry import (BoundingBox, argmax_to_grid, crop_to_mask, grid_for_spacing, pad_to_shape,
+from synthseg.io.geometry import (BoundingBox, argmax_to_grid, beyond_box, crop_to_mask, grid_for_spacing, pad_to_shape,
                                   probability_slabs, reorient,
                                   resample_to_grid, resample_to_spacing, to_canonical)
 from synthseg.io.image import Image
@@ -191,3 +191,19 @@ def test_probability_slabs_cover_only_the_voxels_some_source_reaches():
     elsewhere[0, 3] = 100.0
     _, block = next(probability_slabs([(probs, affine), (probs, elsewhere)], (4, 4, 4), np.eye(4)))
     assert np.allclose(block, np.array([0.75, 0.25])[:, None, None, None])  # the mean with the other's background
+
+
+def test_beyond_box_on_the_same_grid_is_the_box_complement_and_on_another_follows_world_positions():
+    box = BoundingBox((2, 3, 0), (7, 9, 4), (10, 12, 5))
+    inside = np.zeros(box.shape, bool)
+    inside[box.slices] = True
+    affine = np.diag([1.5, 1.0, 3.0, 1.0])
+    assert np.array_equal(beyond_box(box.shape, affine, box, affine), ~inside)
+    # a grid of 3 mm voxels, flipped along x, 40 planes (several chunks): each voxel centre's nearest box-grid voxel
+    other = np.array([[-3.0, 0, 0, 20.0], [0, 3.0, 0, -4.0], [0, 0, 3.0, 1.0], [0, 0, 0, 1]])
+    shape = (40, 6, 4)
+    centres = np.indices(shape).reshape(3, -1)
+    nearest = np.rint((np.linalg.inv(affine) @ other @ np.vstack([centres, np.ones(centres.shape[1])]))[:3]).astype(int)
+    expected = ~((nearest >= np.array(box.start)[:, None]) & (nearest < np.array(box.stop)[:, None])).all(0)
+    result = beyond_box(shape, other, box, affine)
+    assert np.array_equal(result, expected.reshape(shape)) and 0 < (~result).sum() < result.size
