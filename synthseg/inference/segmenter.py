@@ -237,10 +237,7 @@ class Segmenter:
             post_img = _posterior_image(sources, image, out_shape, out_affine, beyond)
         if beyond is not None:  # nothing was scanned there: background in the labels and, once the labels are read
             labels[beyond] = 0  # from them, in the working grids, so the volumes, QC and hemispheres count none of it
-            for probs, grid_affine in sources:
-                beyond_grid = beyond_box(probs.shape[1:], grid_affine, field_of_view, image.affine)
-                probs[:, beyond_grid] = 0.0
-                probs[0, beyond_grid] = 1.0
+            background_beyond(sources, field_of_view, image.affine)
         timings["resample_s"] = time.perf_counter() - t
         if self.cleanup:  # the posteriors stay the network's; only the labels lose their islands
             t = time.perf_counter()
@@ -671,6 +668,16 @@ class _OnePassFits(Exception):
 def looks_skull_stripped(volumes: dict[str, float]) -> bool:
     """Whether the segmented skull and scalp are too small for an unstripped head (see ``STRIPPED_HEAD_RATIO``)."""
     return volumes["Skull"] + volumes["Head"] < STRIPPED_HEAD_RATIO * volumes["ICV"]
+
+
+def background_beyond(sources: Sequence[tuple[np.ndarray, np.ndarray]], box: BoundingBox,
+                      box_affine: np.ndarray) -> None:
+    """Each working grid's ``(probs, affine)`` made background, in place, where its voxels lie beyond ``box`` of the
+    grid ``box_affine`` (the scanned part of the scan's)."""
+    for probs, affine in sources:
+        beyond = beyond_box(probs.shape[1:], affine, box, box_affine)
+        probs[:, beyond] = 0.0
+        probs[0, beyond] = 1.0
 
 
 def soft_volumes(sources: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:

@@ -193,7 +193,7 @@ def test_a_slab_stays_straight_and_a_one_sided_cut_turns(tiny_model, phantom_sma
 
     labels, affine = phantom_small
     reference = reference_constellation([structure_centroids(labels, 4.0)])
-    monkeypatch.setattr(segmenter_module, "brain_at_edges", lambda labels, grid: dict(edges))
+    monkeypatch.setattr(segmenter_module, "brain_at_edges", lambda labels, grid, outside=None: dict(edges))
     result, _, grids = _segment_with_oracle(tiny_model, labels, affine, monkeypatch, 35.0, reference)
     assert result.pose["degrees"] == pytest.approx(35.0, abs=4.0) and result.pose["turned"] == turned
     assert len(grids) == (2 if turned else 1) and result.brain_at_edges == edges
