@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--cut-scans", default="chris_t1,norm,IXI012,IXI051,IXI083",
                         help="scans (name prefixes) also segmented cut")
     parser.add_argument("--tta", action="store_true", help="the default test-time augmentation (default: one pass)")
-    parser.add_argument("--nan-fill", action="store_true", help="each cut also as NaN on the scan's whole grid")
+    parser.add_argument("--nan-fill", action="store_true", help="each cut also with NaN beyond it on the scan's whole grid, and the scan with its zeros as NaN")
     parser.add_argument("--amp", choices=AMP_MODES, default="auto")
     args = parser.parse_args()
 
