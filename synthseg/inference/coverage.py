@@ -3,7 +3,8 @@ vertex or of the cerebellum) has its structures cut too, and their volumes cover
 
 Read from the labels: the area of the brain structures (ids 1-12) on each face of the field of view — the label map's
 grid, or, where the scan holds voxels beyond what was scanned (NaN, a reslicing tool's fill), the box its scanned
-voxels fill, so a partial-coverage scan resliced into a larger grid is read as cut too. A whole
+voxels fill, so a partial-coverage scan resliced into a larger grid along its axes is read as cut too (onto a grid
+turned against it, by 5° already, its cut goes unseen: the scanned voxels' box then spans the grid). A whole
 head leaves them at most a few cm² — the brainstem where a scan stops at the medulla (chris_t1 3.2 cm², the 21 IXI
 scans ≤ 1.8 cm², the skull-stripped scans 0); a cut through the cerebrum or the cerebellum leaves tens to hundreds (20
 or 40 mm into the cerebellum 25–106 cm², below the vertex 68–166 cm², axial and coronal slabs of 30–90 mm 81–208 cm²
