@@ -114,24 +114,34 @@ def tilt(world_axis: int, degrees: float, round_trip: bool = False) -> Change:
     return change
 
 
+def _brain_along(affine: np.ndarray, ref: np.ndarray, world_axis: int) -> tuple[int, float, np.ndarray]:
+    """The voxel axis nearest to ``world_axis``, its spacing (mm) and the indices along it of the slices that hold
+    some of the reference."""
+    axis = int(np.argmax(np.abs(np.asarray(affine)[world_axis, :3])))
+    spacing = float(np.linalg.norm(np.asarray(affine)[:3, axis]))
+    brain = np.flatnonzero(np.moveaxis(ref > 0, axis, 0).reshape(ref.shape[axis], -1).any(axis=1))
+    return axis, spacing, brain
+
+
+def _slices_kept(data, affine, ref, axis: int, start: int, stop: int):
+    """The slices ``start``..``stop`` along ``axis`` of the scan and the reference, the affine moved with the first."""
+    index = np.arange(start, stop)
+    new_affine = np.array(affine, dtype=float)
+    new_affine[:3, 3] += affine[:3, axis] * start
+    return np.take(data, index, axis=axis), new_affine, np.take(ref, index, axis=axis), new_affine
+
+
 def cut_fov(side: str, mm: float) -> Change:
     """The field of view cut ``mm`` into the brain at its ``side`` ("top" or "bottom", along the voxel axis
     nearest to inferior-superior): the slices beyond the cut dropped from the scan and the reference, the
     affine moved with a cut at the axis's low end."""
     def change(data, affine, ref):
-        axis = int(np.argmax(np.abs(np.asarray(affine)[2, :3])))
-        spacing = float(np.linalg.norm(np.asarray(affine)[:3, axis]))
-        brain = np.flatnonzero(np.moveaxis(ref > 0, axis, 0).reshape(ref.shape[axis], -1).any(axis=1))
+        axis, spacing, brain = _brain_along(affine, ref, 2)
         upward = affine[2, axis] > 0  # voxel index grows toward superior
         keep = int(round(mm / spacing))
         if (side == "top") == upward:  # the cut removes the high-index end
-            start, stop = 0, brain[-1] + 1 - keep
-        else:
-            start, stop = brain[0] + keep, ref.shape[axis]
-        index = np.arange(start, stop)
-        new_affine = np.array(affine, dtype=float)
-        new_affine[:3, 3] += affine[:3, axis] * start
-        return (np.take(data, index, axis=axis), new_affine, np.take(ref, index, axis=axis), new_affine)
+            return _slices_kept(data, affine, ref, axis, 0, brain[-1] + 1 - keep)
+        return _slices_kept(data, affine, ref, axis, brain[0] + keep, ref.shape[axis])
     return change
 
 
@@ -140,15 +150,10 @@ def slab(world_axis: int, mm: float) -> Change:
     ``world_axis`` (2: an axial slab, 1: a coronal one), as a partial-coverage acquisition shows it; the reference
     cut alike, the affine moved with the slab's first slice."""
     def change(data, affine, ref):
-        axis = int(np.argmax(np.abs(np.asarray(affine)[world_axis, :3])))
-        spacing = float(np.linalg.norm(np.asarray(affine)[:3, axis]))
-        brain = np.flatnonzero(np.moveaxis(ref > 0, axis, 0).reshape(ref.shape[axis], -1).any(axis=1))
+        axis, spacing, brain = _brain_along(affine, ref, world_axis)
         steps = int(round(mm / spacing))
         start = max(0, (brain[0] + brain[-1]) // 2 - steps // 2)
-        index = np.arange(start, min(ref.shape[axis], start + steps))
-        new_affine = np.array(affine, dtype=float)
-        new_affine[:3, 3] += affine[:3, axis] * start
-        return (np.take(data, index, axis=axis), new_affine, np.take(ref, index, axis=axis), new_affine)
+        return _slices_kept(data, affine, ref, axis, start, min(ref.shape[axis], start + steps))
     return change
 
 
